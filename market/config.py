@@ -1,0 +1,90 @@
+"""The ``market`` section of ``stormwatch.yaml``: universe, labels and data sources."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from market.universe import Universe
+from market.vocabulary import Regime
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LiveStorm(_Section):
+    """A storm scripted into the simulated live period (after today), for the monitor and demo."""
+
+    starts_after_sessions: int = Field(20, ge=0)
+    sessions: int = Field(12, ge=1)
+    regime: Regime = Regime.CRASH
+
+
+class SimulatorSettings(_Section):
+    """The embedded simulated market (see ``market.sources.simulated``)."""
+
+    seed: int = 20080915
+    start: date = date(2005, 1, 3)
+    #: Last historical session; ``None`` means today.
+    end: date | None = None
+    #: Simulated sessions after ``end`` (the "live" period the monitor walks through).
+    live_sessions: int = Field(60, ge=0)
+    live_storm: LiveStorm | None = LiveStorm()
+
+    @model_validator(mode="after")
+    def _storm_fits(self) -> SimulatorSettings:
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"end ({self.end}) precedes start ({self.start})")
+        storm = self.live_storm
+        if storm is not None and storm.starts_after_sessions + storm.sessions > self.live_sessions:
+            raise ValueError(
+                f"live_storm ends after session {storm.starts_after_sessions + storm.sessions} "
+                f"but live_sessions is {self.live_sessions}"
+            )
+        return self
+
+
+class YFinanceSettings(_Section):
+    """Yahoo Finance through yfinance: batching, retries and the overall deadline."""
+
+    batch_size: int = Field(25, ge=1)
+    max_retries: int = Field(4, ge=0)
+    backoff_seconds: float = Field(2.0, gt=0)
+    #: Whole-call deadline. yfinance's own ``timeout`` does not bound a call (offline it can
+    #: wait 130 s per symbol), so the adapter enforces this itself.
+    deadline_seconds: float = Field(90.0, gt=0)
+
+
+class CsvSettings(_Section):
+    """A directory of per-symbol ``SYMBOL.csv`` or ``SYMBOL.parquet`` files."""
+
+    directory: Path | None = None
+
+
+class SourcesSettings(_Section):
+    default: Literal["simulated", "bundled", "csv", "yfinance"] = "simulated"
+    simulated: SimulatorSettings = SimulatorSettings()
+    yfinance: YFinanceSettings = YFinanceSettings()
+    csv: CsvSettings = CsvSettings()
+
+
+class LabelSettings(_Section):
+    """Forward-return direction labels (see SPEC.md, Features and labels)."""
+
+    horizon: int = Field(5, ge=1, le=60)
+    #: ``excess``: forward return minus beta times the market's; ``total``: raw forward return.
+    kind: Literal["excess", "total"] = "excess"
+    beta_lookback: int = Field(252, ge=20)
+
+
+class MarketConfig(_Section):
+    """Everything ``market`` needs: where bars come from, which symbols, how they are labelled."""
+
+    history_start: date = date(2005, 1, 3)
+    universe: Universe
+    labels: LabelSettings = LabelSettings()
+    sources: SourcesSettings = SourcesSettings()

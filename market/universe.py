@@ -1,0 +1,65 @@
+"""The universe: symbols with their GICS sectors, as configured in ``stormwatch.yaml``."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from market.symbols import check_symbol
+from market.vocabulary import Sector
+
+
+class UniverseMember(BaseModel):
+    """One symbol and its GICS sector."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    symbol: str
+    sector: Sector
+
+    @field_validator("symbol")
+    @classmethod
+    def _safe_symbol(cls, value: str) -> str:
+        return check_symbol(value)
+
+
+class Universe(BaseModel):
+    """The configured universe, its market proxy and its volatility index."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    market_proxy: str = "SPY"
+    vix_symbol: str = "^VIX"
+    members: tuple[UniverseMember, ...]
+
+    @field_validator("market_proxy", "vix_symbol")
+    @classmethod
+    def _safe_symbols(cls, value: str) -> str:
+        return check_symbol(value)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Universe:
+        counts = Counter(m.symbol for m in self.members)
+        repeated = sorted(s for s, n in counts.items() if n > 1)
+        if repeated:
+            raise ValueError(f"symbols listed more than once: {', '.join(repeated)}")
+        if not self.members:
+            raise ValueError("the universe has no members")
+        return self
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(m.symbol for m in self.members)
+
+    def sector_of(self, symbol: str) -> Sector:
+        for member in self.members:
+            if member.symbol == symbol:
+                return member.sector
+        raise KeyError(f"{symbol} is not in the universe")
+
+    def by_sector(self) -> dict[Sector, tuple[str, ...]]:
+        groups: dict[Sector, list[str]] = {}
+        for member in self.members:
+            groups.setdefault(member.sector, []).append(member.symbol)
+        return {sector: tuple(symbols) for sector, symbols in groups.items()}
