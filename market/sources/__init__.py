@@ -6,6 +6,10 @@
 
 from __future__ import annotations
 
+from datetime import date
+from pathlib import Path
+
+from market.config import SourcesSettings
 from market.sources.base import (
     MarketDataError,
     MarketSource,
@@ -13,6 +17,7 @@ from market.sources.base import (
     SourceUnavailable,
     SymbolNotAvailable,
 )
+from market.universe import Universe
 
 SOURCE_NAMES: tuple[str, ...] = ("simulated", "bundled", "csv", "yfinance")
 
@@ -23,4 +28,43 @@ __all__ = [
     "SourceInfo",
     "SourceUnavailable",
     "SymbolNotAvailable",
+    "open_source",
 ]
+
+
+def open_source(
+    name: str,
+    universe: Universe,
+    settings: SourcesSettings,
+    *,
+    horizon: int = 5,
+    csv_directory: Path | None = None,
+    today: date | None = None,
+) -> tuple[MarketSource, Universe]:
+    """Build the named source and the universe it serves.
+
+    The configured universe is used for every source except ``bundled``, whose few real series
+    come with their own universe (four stocks and the S&P 500 as the market proxy).
+    """
+    if name == "simulated":
+        from market.sources.simulated import SimulatedSource
+
+        return SimulatedSource(universe, settings.simulated, horizon=horizon, today=today), universe
+    if name == "bundled":
+        from market.sources.bundled import BundledSource, bundled_universe
+
+        return BundledSource(), bundled_universe()
+    if name == "csv":
+        from market.sources.csv_source import CsvSource
+
+        directory = csv_directory or settings.csv.directory
+        if directory is None:
+            raise ValueError(
+                "the csv source needs a directory: pass --csv-dir or set market.sources.csv.directory"
+            )
+        return CsvSource(Path(directory)), universe
+    if name == "yfinance":
+        from market.sources.yfinance_source import YFinanceSource
+
+        return YFinanceSource(settings.yfinance), universe
+    raise ValueError(f"unknown source {name!r}: choose one of {', '.join(SOURCE_NAMES)}")

@@ -1,0 +1,200 @@
+"""The ``stormwatch`` command line: Typer sub-apps per area, rich output, progress bars."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flows.config import ConfigError, LoadedConfig, Settings, load_config
+from market.sources import SOURCE_NAMES, MarketDataError
+from market.symbols import UnsafeSymbolError
+
+app = typer.Typer(help="Stormwatch: keep trading models honest through market storms.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Market data: fetch into the cache, show what is cached.", no_args_is_help=True)
+config_app = typer.Typer(help="The configuration file.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(config_app, name="config")
+
+console = Console()
+errors = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Configuration file (default: stormwatch.yaml).")
+]
+SourceOption = Annotated[
+    str | None, typer.Option("--source", "-s", help=f"One of: {', '.join(SOURCE_NAMES)}.")
+]
+
+
+def _parse_day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date like 2020-03-23", param_hint=option) from None
+
+
+def _load(path: Path | None) -> tuple[LoadedConfig, Settings]:
+    settings = Settings()
+    try:
+        return load_config(path or settings.config), settings
+    except ConfigError as exc:
+        errors.print(f"[red]invalid configuration[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {exc}", highlight=False)
+    return typer.Exit(1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[symbol]}"), TimeElapsedColumn(), console=console, transient=False,
+    )
+
+
+@config_app.command("validate")
+def config_validate(
+    file: Annotated[Path | None, typer.Argument(help="The file to check (default: stormwatch.yaml).")] = None,
+) -> None:
+    """Validate a configuration file and print its version and content hash."""
+    loaded, _ = _load(file)
+    config = loaded.config
+    console.print(f"[green]valid[/green] {loaded.path}")
+    console.print(f"version {loaded.version}, content hash {loaded.content_hash}")
+    console.print(
+        f"{len(config.market.universe.members)} symbols, "
+        f"{len(config.memory.archive.events)} archive events (archive v{config.memory.archive.version}), "
+        f"{len(config.models.zoo)} models, retraining '{config.flows.retrain_schedule.cron}' "
+        f"{config.flows.retrain_schedule.timezone}"
+    )
+
+
+@data_app.command("fetch")
+def data_fetch(
+    source: SourceOption = None,
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols (default: universe).")] = None,
+    start: Annotated[str | None, typer.Option(help="First date, YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD (default: today).")] = None,
+    csv_dir: Annotated[Path | None, typer.Option(help="Directory of SYMBOL.csv/.parquet files.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Fetch bars (and the VIX) into the cache, only what is not cached yet."""
+    from flows.data import fetch_market_data, resolve_source
+
+    loaded, settings = _load(config)
+    first, last = _parse_day(start, "--start"), _parse_day(end, "--end")
+    try:
+        market_source, universe = resolve_source(loaded, source, csv_directory=csv_dir)
+        wanted = [s.strip().upper() for s in symbols.split(",")] if symbols else None
+        total = len(wanted) if wanted else len(universe.symbols) + 1
+        with _progress() as progress:
+            task = progress.add_task(f"fetch {market_source.info.name}", total=total, symbol="")
+            outcome = fetch_market_data(
+                loaded, settings, market_source, universe, symbols=wanted, start=first, end=last,
+                on_progress=lambda s: progress.update(task, advance=1, symbol=s),
+            )
+    except (MarketDataError, UnsafeSymbolError, ValueError) as exc:
+        raise _fail(exc) from None
+    table = Table(title=f"{outcome.source.name} bars in {settings.cache_dir}")
+    for column in ("symbol", "rows", "added", "first", "last", "missing sessions"):
+        table.add_column(column, justify="left" if column == "symbol" else "right")
+    for r in outcome.results:
+        table.add_row(r.symbol, str(r.rows_after), str(r.added),
+                      str(r.first.date()) if r.first is not None else "-",
+                      str(r.last.date()) if r.last is not None else "-", str(r.missing_sessions))
+    console.print(table)
+    kind = "real" if outcome.source.real else "simulated"
+    console.print(f"VIX: {outcome.vix_sessions} sessions. Data is {kind}: {outcome.source.provenance}")
+
+
+@data_app.command("show")
+def data_show(
+    symbol: Annotated[str, typer.Argument(help="The symbol, e.g. AAPL.")],
+    source: SourceOption = None,
+    rows: Annotated[int, typer.Option(min=1, help="How many of the latest bars to print.")] = 5,
+    config: ConfigOption = None,
+) -> None:
+    """Show what the cache holds for a symbol."""
+    from market.cache import BarCache, NotCached
+    from market.calendar import missing_sessions
+
+    loaded, settings = _load(config)
+    name = source or loaded.config.market.sources.default
+    try:
+        cache = BarCache(settings.cache_dir, name)
+        bars = cache.read(symbol.upper())
+    except (NotCached, UnsafeSymbolError, ValueError) as exc:
+        raise _fail(exc) from None
+    gaps = missing_sessions(bars.index)
+    console.print(
+        f"[bold]{symbol.upper()}[/bold] ({name}): {len(bars)} sessions, "
+        f"{bars.index[0].date()} to {bars.index[-1].date()}, {len(gaps)} missing sessions, "
+        f"sha256 {cache.checksum(symbol.upper())[:12]}"
+    )
+    table = Table()
+    table.add_column("date")
+    for column in bars.columns:
+        table.add_column(column, justify="right")
+    for day, row in bars.tail(rows).iterrows():
+        table.add_row(str(day.date()), *(f"{v:,.2f}" if c != "volume" else f"{v:,.0f}"
+                                         for c, v in row.items()))
+    console.print(table)
+
+
+@app.command()
+def demo(
+    config: ConfigOption = None,
+    today: Annotated[str | None, typer.Option(help="Pretend today is this date (YYYY-MM-DD).")] = None,
+) -> None:
+    """Fetch the simulated universe and summarise the storms it went through."""
+    from flows.demo import run_demo
+
+    loaded, settings = _load(config)
+    day = _parse_day(today, "--today")
+    with _progress() as progress:
+        task = progress.add_task("simulate and cache", total=len(loaded.config.market.universe.symbols) + 1,
+                                 symbol="")
+        summary = run_demo(loaded, settings, today=day,
+                           on_progress=lambda s: progress.update(task, advance=1, symbol=s))
+    fetch = summary.fetch
+    console.print(
+        f"\n[bold]Simulated market[/bold] (seed {loaded.config.market.sources.simulated.seed}, "
+        f"config v{loaded.version} {loaded.content_hash[:12]}): {len(fetch.results)} series, "
+        f"{summary.sessions} NYSE sessions from {summary.first_session} to {summary.last_session}."
+    )
+    sectors = Table(title="Symbols per GICS sector")
+    sectors.add_column("sector")
+    sectors.add_column("symbols", justify="right")
+    for sector, count in summary.symbols_per_sector.items():
+        sectors.add_row(sector, str(count))
+    console.print(sectors)
+    regimes = Table(title="Share of sessions per regime (the simulator's true regime)")
+    regimes.add_column("regime")
+    regimes.add_column("share", justify="right")
+    for regime, share in summary.regime_shares.items():
+        regimes.add_row(regime, f"{share:.1%}")
+    console.print(regimes)
+    events = Table(title="The eight archive events in the simulated market proxy")
+    for column in ("event", "window", "regime", "sessions", "return", "max drawdown",
+                   "worst 10-session fall", "peak VIX"):
+        events.add_column(column, justify="left" if column in ("event", "window", "regime") else "right")
+    for name, regime, s in summary.events:
+        events.add_row(name, f"{s.start} .. {s.end}", regime, str(s.sessions), f"{s.total_return:+.1%}",
+                       f"{s.max_drawdown:.1%}", f"{s.worst_10_session_fall:.1%}", f"{s.peak_vix:.1f}")
+    console.print(events)
+    console.print(f"Cached under {settings.cache_dir}; `stormwatch data show SPY` shows a series.")
+
+
+if __name__ == "__main__":
+    app()

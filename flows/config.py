@@ -1,0 +1,197 @@
+"""The whole configuration: each room's section composed into one validated, hashed file.
+
+``stormwatch.yaml`` is the single place every number of SPEC.md lives. Loading it checks every
+key against the rooms' pydantic models and fails with errors that name the key, so a typo never
+silently falls back to a default. Its content hash (of the validated values, not the file's
+bytes, so comments and formatting do not change it) and version travel with every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from market.config import MarketConfig
+from memory.config import MemoryConfig
+from models.config import ModelsConfig
+from monitors.config import MonitorsConfig
+
+#: The default configuration shipped at the repository root.
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "stormwatch.yaml"
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and every bad key."""
+
+
+class Schedule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cron: str = "0 21 * * 6"
+    timezone: str = "America/New_York"
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"cron {value!r} must have five fields (minute hour day month weekday)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+class FlowsConfig(BaseModel):
+    """Orchestration: when retraining runs and how often the monitor polls."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retrain_schedule: Schedule = Schedule()
+    monitor_interval_minutes: int = Field(30, ge=1)
+
+
+class StormwatchConfig(BaseModel):
+    """The validated content of ``stormwatch.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str
+    market: MarketConfig
+    memory: MemoryConfig
+    monitors: MonitorsConfig = MonitorsConfig()
+    models: ModelsConfig = ModelsConfig()
+    flows: FlowsConfig = FlowsConfig()
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, value: str) -> str:
+        if not _SEMVER.fullmatch(value):
+            raise ValueError(f"version {value!r} is not MAJOR.MINOR.PATCH")
+        return value
+
+    def content_hash(self) -> str:
+        """sha256 of the validated values in canonical JSON: equal configurations hash equal."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration and where it came from, as recorded with every run."""
+
+    config: StormwatchConfig
+    path: Path
+    content_hash: str
+
+    @property
+    def version(self) -> str:
+        return self.config.version
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys: PyYAML would keep the last one silently."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            mark = key_node.start_mark
+            raise ConfigError(
+                f"duplicate key {key!r} at line {mark.line + 1}, column {mark.column + 1}"
+            )
+        seen[key] = loader.construct_object(value_node, deep=True)
+    return seen
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        # Drop pydantic's internal step names such as "function-after[...]" from the path.
+        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and "[" in p))
+        message = item["msg"].removeprefix("Value error, ")
+        got = item.get("input")
+        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+        lines.append(f"  {_key_path(loc)}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def parse_config(text: str, *, source: str = "<string>") -> StormwatchConfig:
+    """Validate YAML ``text``; raise :class:`ConfigError` naming ``source`` and each bad key."""
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level")
+    try:
+        return StormwatchConfig.model_validate(raw)
+    except ValidationError as exc:
+        count = exc.error_count()
+        raise ConfigError(
+            f"{source}: {count} invalid setting{'s' if count > 1 else ''}:\n{_describe(exc)}"
+        ) from None
+
+
+def load_config(path: Path | str | None = None) -> LoadedConfig:
+    """Load and validate a configuration file (the default one when ``path`` is ``None``)."""
+    file = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the configuration: {exc.strerror}") from None
+    config = parse_config(text, source=str(file))
+    return LoadedConfig(config=config, path=file, content_hash=config.content_hash())
+
+
+class Settings(BaseSettings):
+    """Where state lives, from the environment: the one place Stormwatch reads ``os.environ``."""
+
+    model_config = SettingsConfigDict(env_prefix="STORMWATCH_", env_ignore_empty=True, extra="ignore")
+
+    home: Path = Path(".stormwatch")
+    database_url: str | None = None
+    config: Path | None = None
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "bars"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
