@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -22,8 +23,9 @@ config_app = typer.Typer(help="The configuration file.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 
-console = Console()
-errors = Console(stderr=True)
+# Piped output (CI logs, `make demo | tee`) gets a width that fits the event table unwrapped.
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="Configuration file (default: stormwatch.yaml).")
@@ -187,10 +189,11 @@ def demo(
     console.print(regimes)
     events = Table(title="The eight archive events in the simulated market proxy")
     for column in ("event", "window", "regime", "sessions", "return", "max drawdown",
-                   "worst 10-session fall", "peak VIX"):
-        events.add_column(column, justify="left" if column in ("event", "window", "regime") else "right")
+                   "worst 10-day fall", "peak VIX"):
+        events.add_column(column, justify="left" if column in ("event", "window", "regime") else "right",
+                          no_wrap=True)
     for name, regime, s in summary.events:
-        events.add_row(name, f"{s.start} .. {s.end}", regime, str(s.sessions), f"{s.total_return:+.1%}",
+        events.add_row(name, f"{s.start}..{s.end}", regime, str(s.sessions), f"{s.total_return:+.1%}",
                        f"{s.max_drawdown:.1%}", f"{s.worst_10_session_fall:.1%}", f"{s.peak_vix:.1f}")
     console.print(events)
     console.print(f"Cached under {settings.cache_dir}; `stormwatch data show SPY` shows a series.")
