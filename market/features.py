@@ -1,0 +1,499 @@
+"""The feature catalogue: about 179 causal features per (symbol, session), computed vectorised.
+
+Every feature has a name, a family, a lookback (sessions of history it needs) and a one-line
+definition (``stormwatch features list``). Features are computed on wide frames (sessions x
+symbols) once for the whole history: rolling statistics run in C over all symbols at once and
+standard indicators come from TA-Lib, one C call per symbol. Features at session t use bars up
+to and including t only.
+
+Gaps: a symbol with no bar on a session holds NaN there. A rolling window that covers the gap is
+NaN, TA-Lib indicators restart after it, and rows without a full lookback are dropped and counted
+(:class:`FeatureMatrix`), never back-filled with later values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import bottleneck as bn
+import numpy as np
+import pandas as pd
+import talib
+
+from market import rolling
+from market.panel import BarPanel
+
+ANNUALISE = np.sqrt(252.0)
+#: VIX = this x the market proxy's 21-session realised volatility (annualised, in %) where the
+#: VIX itself is missing; 1.1 is the long-run ratio of implied to realised volatility (the
+#: variance risk premium), so the fallback reads in VIX units.
+VIX_FALLBACK_SCALE = 1.1
+VIX_FALLBACK_SESSIONS = 21
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What a feature is, for the catalogue a user can list."""
+
+    name: str
+    family: str
+    lookback: int
+    definition: str
+
+
+Thunk = Callable[[], np.ndarray]
+
+
+def _runs(valid: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of True in ``valid``."""
+    edges = np.diff(np.concatenate(([0], valid.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+
+
+def talib_wide(function: Callable[..., Any], inputs: Sequence[np.ndarray], outputs: int = 1,
+               **params: Any) -> list[np.ndarray]:
+    """Apply a TA-Lib function to every column of 2-D arrays, restarting after each gap.
+
+    TA-Lib poisons everything after a NaN for recursive indicators (EMA, RSI, ADX), so each
+    contiguous run of valid bars is computed on its own; its warm-up rows stay NaN.
+    """
+    shape = inputs[0].shape
+    results = [np.full(shape, np.nan) for _ in range(outputs)]
+    for j in range(shape[1]):
+        columns = [np.ascontiguousarray(a[:, j], dtype="float64") for a in inputs]
+        valid = np.logical_and.reduce([np.isfinite(c) for c in columns])
+        for start, stop in ([(0, len(valid))] if valid.all() else _runs(valid)):
+            try:
+                out = function(*(c[start:stop] for c in columns), **params)
+            except Exception:  # TA-Lib refuses runs shorter than its lookback
+                continue
+            for k, values in enumerate(out if outputs > 1 else (out,)):
+                results[k][start:stop, j] = values
+    return results
+
+
+class _Frames:
+    """Wide arrays (sessions x symbols) of the panel, and intermediates computed once and shared."""
+
+    def __init__(self, panel: BarPanel) -> None:
+        self.p = panel
+        self.o, self.h, self.l, self.c, self.v = (
+            getattr(panel, name).to_numpy(dtype="float64") for name in ("open", "high", "low", "close", "volume")
+        )
+        self.pc = panel.proxy["close"].to_numpy(dtype="float64")[:, None]
+        self.t = np.arange(len(panel.sessions), dtype="float64")[:, None]
+        self._cache: dict[tuple[Any, ...], Any] = {}
+        groups: dict[str, list[int]] = {}
+        for j, symbol in enumerate(panel.symbols):
+            groups.setdefault(panel.sectors[symbol], []).append(j)
+        self.sector_groups = [np.array(g) for g in groups.values()]
+
+    def memo(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    @cached_property
+    def log_close(self) -> np.ndarray:
+        return np.log(self.c)
+
+    @cached_property
+    def r1(self) -> np.ndarray:
+        return rolling.diff(self.log_close)
+
+    @cached_property
+    def up(self) -> np.ndarray:
+        """1 on up sessions, 0 on others, NaN without a return."""
+        return np.where(np.isnan(self.r1), np.nan, (self.r1 > 0).astype("float64"))
+
+    @cached_property
+    def market_r1(self) -> np.ndarray:
+        return rolling.diff(np.log(self.pc))
+
+    def ret(self, n: int) -> np.ndarray:
+        return self.memo(("ret", n), lambda: rolling.diff(self.log_close, n))
+
+    def market_ret(self, n: int) -> np.ndarray:
+        return rolling.diff(np.log(self.pc), n)
+
+    def sma(self, n: int) -> np.ndarray:
+        return self.memo(("sma", n), lambda: rolling.mean(self.c, n))
+
+    def vol(self, n: int) -> np.ndarray:
+        return self.memo(("vol", n), lambda: rolling.std(self.r1, n) * ANNUALISE)
+
+    def mean_volume(self, n: int) -> np.ndarray:
+        return self.memo(("mv", n), lambda: rolling.mean(self.v, n))
+
+    def talib(self, name: str, inputs: str, outputs: int = 1, **params: Any) -> list[np.ndarray]:
+        key = ("talib", name, inputs, tuple(sorted(params.items())))
+        return self.memo(key, lambda: talib_wide(getattr(talib, name),
+                                                 [getattr(self, c) for c in inputs], outputs, **params))
+
+    def beta(self, n: int) -> np.ndarray:
+        return self.memo(("beta", n), lambda: rolling.ratio(
+            rolling.cov(self.r1, np.broadcast_to(self.market_r1, self.r1.shape), n),
+            rolling.var(self.market_r1, n)))
+
+    @cached_property
+    def vix_and_fallback(self) -> tuple[np.ndarray, np.ndarray]:
+        realised = rolling.std(self.market_r1, VIX_FALLBACK_SESSIONS) * ANNUALISE * 100.0
+        vix = self.p.vix.to_numpy(dtype="float64")[:, None]
+        missing = np.isnan(vix)
+        return np.where(missing, realised * VIX_FALLBACK_SCALE, vix), missing.astype("float64")
+
+    @property
+    def vix(self) -> np.ndarray:
+        return self.vix_and_fallback[0]
+
+    def by_sector(self, x: np.ndarray) -> np.ndarray:
+        """Each symbol's equal-weighted sector mean of ``x`` over members with data."""
+        out = np.empty_like(x, dtype="float64")
+        for members in self.sector_groups:
+            block = x[:, members]
+            counts = np.sum(np.isfinite(block), axis=1, keepdims=True)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[:, members] = np.nansum(block, axis=1, keepdims=True) / np.where(counts, counts, np.nan)
+        return out
+
+    def sector_rank(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty_like(x, dtype="float64")
+        for members in self.sector_groups:
+            out[:, members] = rolling.cross_rank(x[:, members])
+        return out
+
+    def cross_mean(self, x: np.ndarray) -> np.ndarray:
+        counts = np.sum(np.isfinite(x), axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nansum(x, axis=1, keepdims=True) / np.where(counts, counts, np.nan)
+
+    def cross_std(self, x: np.ndarray) -> np.ndarray:
+        return pd.DataFrame(x).std(axis=1).to_numpy()[:, None]
+
+
+@dataclass(frozen=True)
+class _Feature:
+    spec: FeatureSpec
+    compute: Thunk
+
+
+def _catalogue(f: _Frames) -> list[_Feature]:  # noqa: C901 - one flat list reads best
+    """Every feature, in catalogue order. ``f`` is only touched when a thunk is called, so the
+    catalogue can be listed without data (``_catalogue(None)``)."""
+    out: list[_Feature] = []
+    R = rolling  # noqa: N806 - short alias keeps the definitions on one line
+
+    def add(name: str, family: str, lookback: int, definition: str, thunk: Thunk) -> None:
+        out.append(_Feature(FeatureSpec(name, family, lookback, definition), thunk))
+
+    # -- returns -----------------------------------------------------------------------------
+    for n in (1, 2, 3, 5, 10, 20, 40, 60, 120, 250):
+        add(f"ret_{n}", "returns", n, f"log return over the last {n} sessions", lambda n=n: f.ret(n))
+    for k in range(1, 6):
+        add(f"ret_1_lag{k}", "returns", k + 1, f"the daily log return {k} sessions ago",
+            lambda k=k: R.shift(f.r1, k))
+    add("ret_250_skip_20", "returns", 250, "12-1 momentum: log return over 250 sessions minus the last 20",
+        lambda: f.ret(250) - f.ret(20))
+    add("mom_accel", "returns", 60, "momentum acceleration: ret_20 minus a third of ret_60",
+        lambda: f.ret(20) - f.ret(60) / 3.0)
+    for n in (60, 250):
+        add(f"sharpe_{n}", "returns", n + 1, f"mean over std of daily log returns over {n} sessions",
+            lambda n=n: R.ratio(R.mean(f.r1, n), R.std(f.r1, n)))
+
+    # -- volatility ---------------------------------------------------------------------------
+    for n in (5, 10, 20, 60, 120):
+        add(f"vol_{n}", "volatility", n + 1, f"annualised std of daily log returns over {n} sessions",
+            lambda n=n: f.vol(n))
+    hl2 = lambda: f.memo(("hl2",), lambda: np.log(f.h / f.l) ** 2)  # noqa: E731
+    co2 = lambda: f.memo(("co2",), lambda: np.log(f.c / f.o) ** 2)  # noqa: E731
+    for n in (10, 20, 60):
+        add(f"parkinson_{n}", "volatility", n, f"Parkinson high-low volatility over {n} sessions, annualised",
+            lambda n=n: np.sqrt(R.mean(hl2(), n) / (4 * np.log(2))) * ANNUALISE)
+    for n in (10, 20, 60):
+        add(f"garman_klass_{n}", "volatility", n, f"Garman-Klass OHLC volatility over {n} sessions, annualised",
+            lambda n=n: np.sqrt(np.maximum(R.mean(0.5 * hl2() - (2 * np.log(2) - 1) * co2(), n), 0))
+            * ANNUALISE)
+    for short, long in ((5, 20), (20, 60), (5, 60)):
+        add(f"vol_ratio_{short}_{long}", "volatility", long + 1, f"vol_{short} / vol_{long}",
+            lambda s=short, lg=long: R.ratio(f.vol(s), f.vol(lg)))
+    for n in (5, 14):
+        add(f"atr_{n}_pct", "volatility", n + 1, f"TA-Lib ATR({n}) / close",
+            lambda n=n: f.talib("ATR", "hlc", timeperiod=n)[0] / f.c)
+    for n in (20, 60):
+        add(f"downside_vol_{n}", "volatility", n + 1,
+            f"annualised root mean square of negative daily returns over {n} sessions",
+            lambda n=n: np.sqrt(R.mean(np.minimum(f.r1, 0) ** 2, n)) * ANNUALISE)
+    for n in (20, 60):
+        add(f"skew_{n}", "volatility", n + 1, f"skewness of daily log returns over {n} sessions",
+            lambda n=n: R.skew(f.r1, n))
+    add("kurt_60", "volatility", 61, "excess kurtosis of daily log returns over 60 sessions",
+        lambda: R.kurt(f.r1, 60))
+
+    # -- momentum oscillators (TA-Lib) --------------------------------------------------------
+    for n in (2, 6, 14, 28):
+        add(f"rsi_{n}", "momentum", n + 1, f"TA-Lib RSI({n})", lambda n=n: f.talib("RSI", "c", timeperiod=n)[0])
+    macd = lambda: f.talib("MACD", "c", 3, fastperiod=12, slowperiod=26, signalperiod=9)  # noqa: E731
+    add("macd", "momentum", 34, "TA-Lib MACD(12, 26) line / close", lambda: macd()[0] / f.c)
+    add("macd_signal", "momentum", 34, "TA-Lib MACD signal(9) / close", lambda: macd()[1] / f.c)
+    add("macd_hist", "momentum", 34, "TA-Lib MACD histogram / close", lambda: macd()[2] / f.c)
+    stoch = lambda: f.talib("STOCH", "hlc", 2, fastk_period=14, slowk_period=3, slowd_period=3)  # noqa: E731
+    add("stoch_k", "momentum", 16, "TA-Lib slow stochastic %K(14, 3)", lambda: stoch()[0])
+    add("stoch_d", "momentum", 18, "TA-Lib slow stochastic %D(14, 3, 3)", lambda: stoch()[1])
+    add("willr_14", "momentum", 14, "TA-Lib Williams %R(14)", lambda: f.talib("WILLR", "hlc", timeperiod=14)[0])
+    for n in (14, 20):
+        add(f"cci_{n}", "momentum", n, f"TA-Lib CCI({n})", lambda n=n: f.talib("CCI", "hlc", timeperiod=n)[0])
+    add("mfi_14", "momentum", 15, "TA-Lib money flow index(14)", lambda: f.talib("MFI", "hlcv", timeperiod=14)[0])
+    add("ultosc", "momentum", 29, "TA-Lib ultimate oscillator(7, 14, 28)", lambda: f.talib("ULTOSC", "hlc")[0])
+    add("cmo_14", "momentum", 15, "TA-Lib Chande momentum oscillator(14)",
+        lambda: f.talib("CMO", "c", timeperiod=14)[0])
+    add("ppo", "momentum", 26, "TA-Lib percentage price oscillator(12, 26)",
+        lambda: f.talib("PPO", "c", fastperiod=12, slowperiod=26)[0])
+    add("trix_15", "momentum", 44, "TA-Lib TRIX(15): rate of change of a triple EMA",
+        lambda: f.talib("TRIX", "c", timeperiod=15)[0])
+    add("bop", "momentum", 1, "TA-Lib balance of power: (close - open) / (high - low)",
+        lambda: f.talib("BOP", "ohlc")[0])
+
+    # -- trend --------------------------------------------------------------------------------
+    for n in (5, 10, 20, 50, 100, 200):
+        add(f"dist_sma_{n}", "trend", n, f"close / SMA({n}) - 1", lambda n=n: f.c / f.sma(n) - 1)
+    for n in (12, 26, 50):
+        add(f"dist_ema_{n}", "trend", n, f"close / TA-Lib EMA({n}) - 1",
+            lambda n=n: f.c / f.talib("EMA", "c", timeperiod=n)[0] - 1)
+    add("dist_kama_30", "trend", 31, "close / TA-Lib KAMA(30) - 1",
+        lambda: f.c / f.talib("KAMA", "c", timeperiod=30)[0] - 1)
+    for n in (10, 20, 50, 200):
+        add(f"sma_slope_{n}", "trend", n + 5, f"SMA({n}) / its value 5 sessions earlier - 1",
+            lambda n=n: f.sma(n) / R.shift(f.sma(n), 5) - 1)
+    for short, long in ((5, 20), (20, 50), (50, 200)):
+        add(f"sma_cross_{short}_{long}", "trend", long, f"SMA({short}) / SMA({long}) - 1",
+            lambda s=short, lg=long: f.sma(s) / f.sma(lg) - 1)
+    add("adx_14", "trend", 28, "TA-Lib ADX(14)", lambda: f.talib("ADX", "hlc", timeperiod=14)[0])
+    add("plus_di_14", "trend", 15, "TA-Lib +DI(14)", lambda: f.talib("PLUS_DI", "hlc", timeperiod=14)[0])
+    add("minus_di_14", "trend", 15, "TA-Lib -DI(14)", lambda: f.talib("MINUS_DI", "hlc", timeperiod=14)[0])
+    aroon = lambda: f.talib("AROON", "hl", 2, timeperiod=25)  # noqa: E731
+    add("aroon_down_25", "trend", 26, "TA-Lib Aroon down(25)", lambda: aroon()[0])
+    add("aroon_up_25", "trend", 26, "TA-Lib Aroon up(25)", lambda: aroon()[1])
+    add("aroon_osc_25", "trend", 26, "TA-Lib Aroon oscillator(25)",
+        lambda: f.talib("AROONOSC", "hl", timeperiod=25)[0])
+    for n in (20, 60):
+        add(f"linreg_slope_{n}", "trend", n, f"TA-Lib linear-regression slope of log close over {n} sessions",
+            lambda n=n: talib_wide(talib.LINEARREG_SLOPE, [f.log_close], timeperiod=n)[0])
+    for n in (20, 60):
+        add(f"trend_r2_{n}", "trend", n, f"R-squared of log close on time over {n} sessions",
+            lambda n=n: talib_wide(talib.CORREL, [f.log_close, np.broadcast_to(f.t, f.c.shape)],
+                                   timeperiod=n)[0] ** 2)
+    band = lambda: f.memo(("bstd20",), lambda: R.std(f.c, 20, ddof=0))  # noqa: E731
+    add("bb_pctb_20", "trend", 20, "Bollinger %B(20, 2): position of close within the bands",
+        lambda: R.ratio(f.c - (f.sma(20) - 2 * band()), 4 * band()))
+    add("bb_width_20", "trend", 20, "Bollinger bandwidth(20, 2): band width / SMA(20)",
+        lambda: 4 * band() / f.sma(20))
+    high_252 = lambda: f.memo(("high252",), lambda: R.maximum(f.h, 252))  # noqa: E731
+    add("dist_high_252", "trend", 252, "close / highest high of 252 sessions - 1", lambda: f.c / high_252() - 1)
+    add("dist_low_252", "trend", 252, "close / lowest low of 252 sessions - 1",
+        lambda: f.c / R.minimum(f.l, 252) - 1)
+    add("since_high_252", "trend", 252, "sessions since the 252-session high, / 252",
+        lambda: bn.move_argmax(f.h, 252, min_count=252, axis=0) / 252.0)
+    add("dist_vwap_20", "trend", 20, "close / 20-session volume-weighted average close - 1",
+        lambda: f.c / R.ratio(R.total(f.c * f.v, 20), R.total(f.v, 20)) - 1)
+
+    # -- range and candle shape ---------------------------------------------------------------
+    range_pct = lambda: f.memo(("range",), lambda: (f.h - f.l) / f.c)  # noqa: E731
+    clv = lambda: f.memo(("clv",), lambda: np.where(f.h > f.l, R.ratio(f.c - f.l, f.h - f.l),  # noqa: E731
+                                                   np.where(np.isnan(f.c), np.nan, 0.5)))
+    body = lambda: f.memo(("body",), lambda: f.c / f.o - 1)  # noqa: E731
+    add("range_pct", "range", 1, "(high - low) / close", range_pct)
+    add("body", "range", 1, "close / open - 1", body)
+    add("upper_shadow", "range", 1, "(high - max(open, close)) / close", lambda: (f.h - np.maximum(f.o, f.c)) / f.c)
+    add("lower_shadow", "range", 1, "(min(open, close) - low) / close", lambda: (np.minimum(f.o, f.c) - f.l) / f.c)
+    add("clv", "range", 1, "close location value: (close - low) / (high - low), 0.5 when high = low", clv)
+    add("gap", "range", 2, "open / previous close - 1", lambda: f.o / R.shift(f.c, 1) - 1)
+    for n in (5, 20):
+        add(f"range_mean_{n}", "range", n, f"mean of range_pct over {n} sessions",
+            lambda n=n: R.mean(range_pct(), n))
+    add("range_z_20", "range", 20, "z-score of range_pct against its 20-session mean and std",
+        lambda: R.ratio(range_pct() - R.mean(range_pct(), 20), R.std(range_pct(), 20)))
+    add("body_mean_5", "range", 5, "mean of body over 5 sessions", lambda: R.mean(body(), 5))
+    add("clv_mean_5", "range", 5, "mean of clv over 5 sessions", lambda: R.mean(clv(), 5))
+
+    # -- volume -------------------------------------------------------------------------------
+    log_volume = lambda: f.memo(("logv",), lambda: np.log1p(f.v))  # noqa: E731
+    for n in (5, 20, 60):
+        add(f"rel_volume_{n}", "volume", n, f"volume / mean volume of {n} sessions",
+            lambda n=n: R.ratio(f.v, f.mean_volume(n)))
+    add("volume_z_20", "volume", 20, "z-score of log volume over 20 sessions",
+        lambda: R.ratio(log_volume() - R.mean(log_volume(), 20), R.std(log_volume(), 20)))
+    for n in (10, 20):
+        add(f"obv_slope_{n}", "volume", max(n, 20) + 1,
+            f"change of TA-Lib OBV over {n} sessions / ({n} x mean volume of 20 sessions)",
+            lambda n=n: R.ratio(R.diff(f.talib("OBV", "cv")[0], n), f.mean_volume(20) * n))
+    for n in (10, 20):
+        add(f"pv_corr_{n}", "volume", n + 1, f"correlation of daily return and log volume change over {n} sessions",
+            lambda n=n: R.corr(f.r1, R.diff(log_volume()), n))
+    add("log_dollar_volume_20", "volume", 20, "log of mean close x volume over 20 sessions",
+        lambda: np.log1p(R.mean(f.c * f.v, 20)))
+    add("ad_slope_20", "volume", 21, "change of TA-Lib Chaikin A/D line over 20 sessions / (20 x mean volume)",
+        lambda: R.ratio(R.diff(f.talib("AD", "hlcv")[0], 20), f.mean_volume(20) * 20))
+    add("adosc", "volume", 20, "TA-Lib Chaikin A/D oscillator(3, 10) / mean volume of 20 sessions",
+        lambda: R.ratio(f.talib("ADOSC", "hlcv", fastperiod=3, slowperiod=10)[0], f.mean_volume(20)))
+    add("amihud_20", "volume", 21, "Amihud illiquidity: mean |return| / dollar volume over 20 sessions, x 1e9",
+        lambda: R.mean(R.ratio(np.abs(f.r1), f.c * f.v), 20) * 1e9)
+    add("up_volume_share_20", "volume", 21, "share of 20-session volume traded on up sessions",
+        lambda: R.ratio(R.total(f.v * f.up, 20), R.total(f.v, 20)))
+
+    # -- statistics ---------------------------------------------------------------------------
+    for n in (20, 60):
+        add(f"zscore_{n}", "statistics", n, f"(close - SMA({n})) / std of close over {n} sessions",
+            lambda n=n: R.ratio(f.c - f.sma(n), R.std(f.c, n)))
+    add("max_ret_20", "statistics", 21, "largest daily log return of 20 sessions", lambda: R.maximum(f.r1, 20))
+    add("min_ret_20", "statistics", 21, "smallest daily log return of 20 sessions", lambda: R.minimum(f.r1, 20))
+    for n in (10, 20):
+        add(f"up_share_{n}", "statistics", n + 1, f"share of up sessions over {n} sessions",
+            lambda n=n: R.mean(f.up, n))
+    add("autocorr_20", "statistics", 22, "correlation of daily returns with the previous day's over 20 sessions",
+        lambda: R.corr(f.r1, R.shift(f.r1, 1), 20))
+
+    # -- market context (one value per session, the same for every symbol) --------------------
+    for n in (1, 5, 20, 60):
+        add(f"mkt_ret_{n}", "market", n, f"market proxy log return over {n} sessions", lambda n=n: f.market_ret(n))
+    for n in (20, 60):
+        add(f"mkt_vol_{n}", "market", n + 1, f"market proxy annualised volatility over {n} sessions",
+            lambda n=n: R.std(f.market_r1, n) * ANNUALISE)
+    add("mkt_drawdown_252", "market", 252, "market proxy close / its 252-session high close - 1",
+        lambda: f.pc / R.maximum(f.pc, 252) - 1)
+    add("mkt_dist_sma_200", "market", 200, "market proxy close / its SMA(200) - 1",
+        lambda: f.pc / R.mean(f.pc, 200) - 1)
+    add("mkt_rsi_14", "market", 15, "TA-Lib RSI(14) of the market proxy",
+        lambda: talib_wide(talib.RSI, [f.pc], timeperiod=14)[0])
+    add("breadth_up", "market", 2, "share of the universe up on the session", lambda: f.cross_mean(f.up))
+    for n in (50, 200):
+        add(f"breadth_above_sma_{n}", "market", n, f"share of the universe above its SMA({n})",
+            lambda n=n: f.cross_mean(np.where(np.isnan(f.sma(n)), np.nan, (f.c > f.sma(n)).astype("float64"))))
+    add("dispersion_1", "market", 2, "cross-sectional std of daily returns", lambda: f.cross_std(f.r1))
+    add("dispersion_20", "market", 20, "cross-sectional std of 20-session returns", lambda: f.cross_std(f.ret(20)))
+
+    # -- regime and macro context (VIX) -------------------------------------------------------
+    fallback = VIX_FALLBACK_SESSIONS + 1
+    add("vix_level", "macro", fallback, "VIX close (realised-volatility fallback where missing)", lambda: f.vix)
+    for n in (1, 5, 20):
+        add(f"vix_change_{n}", "macro", n + fallback, f"log change of the VIX over {n} sessions",
+            lambda n=n: R.diff(np.log(f.vix), n))
+    add("vix_pct_252", "macro", 252 + fallback, "percentile of today's VIX within its last 252 sessions",
+        lambda: pd.Series(f.vix[:, 0]).rolling(252).rank(pct=True).to_numpy()[:, None])
+    add("vix_z_60", "macro", 60 + fallback, "z-score of the VIX over 60 sessions",
+        lambda: R.ratio(f.vix - R.mean(f.vix, 60), R.std(f.vix, 60)))
+    add("vix_premium", "macro", fallback, "VIX / (100 x market proxy's 20-session realised volatility)",
+        lambda: R.ratio(f.vix, R.std(f.market_r1, 20) * ANNUALISE * 100))
+    add("vix_ratio_5_20", "macro", 20 + fallback, "5-session mean VIX / 20-session mean VIX",
+        lambda: R.ratio(R.mean(f.vix, 5), R.mean(f.vix, 20)))
+    add("vix_is_fallback", "macro", 0, "1 where the VIX is missing and vix_level is the realised-volatility fallback",
+        lambda: f.vix_and_fallback[1])
+
+    # -- symbol against the market ------------------------------------------------------------
+    for n in (60, 252):
+        add(f"beta_{n}", "market", n + 1, f"beta of daily returns on the market proxy's over {n} sessions",
+            lambda n=n: f.beta(n))
+    add("corr_mkt_60", "market", 61, "correlation of daily returns with the market proxy's over 60 sessions",
+        lambda: R.corr(f.r1, np.broadcast_to(f.market_r1, f.r1.shape), 60))
+    for n in (5, 20, 60):
+        add(f"excess_ret_{n}", "market", 253, f"ret_{n} minus beta_252 x the market's {n}-session return",
+            lambda n=n: f.ret(n) - f.beta(252) * f.market_ret(n))
+    add("idio_vol_60", "market", 253 + 59, "annualised 60-session std of daily return minus beta_252 x market's",
+        lambda: R.std(f.r1 - f.beta(252) * f.market_r1, 60) * ANNUALISE)
+
+    # -- sector context -----------------------------------------------------------------------
+    for n in (1, 5, 20):
+        add(f"sector_ret_{n}", "sector", n, f"equal-weighted mean {n}-session return of the sector",
+            lambda n=n: f.by_sector(f.ret(n)))
+    for n in (1, 5, 20, 60):
+        add(f"rel_sector_ret_{n}", "sector", n, f"ret_{n} minus the sector's mean",
+            lambda n=n: f.ret(n) - f.by_sector(f.ret(n)))
+    add("sector_vol_20", "sector", 21, "annualised 20-session volatility of the sector's mean daily return",
+        lambda: R.std(f.by_sector(f.r1), 20) * ANNUALISE)
+    add("sector_breadth", "sector", 2, "share of the sector up on the session", lambda: f.by_sector(f.up))
+
+    # -- cross-sectional ranks per session ----------------------------------------------------
+    ranked: list[tuple[str, int, Thunk]] = [
+        ("ret_1", 1, lambda: f.ret(1)), ("ret_5", 5, lambda: f.ret(5)), ("ret_20", 20, lambda: f.ret(20)),
+        ("ret_60", 60, lambda: f.ret(60)), ("ret_250", 250, lambda: f.ret(250)),
+        ("vol_20", 21, lambda: f.vol(20)),
+        ("rel_volume_20", 20, lambda: R.ratio(f.v, f.mean_volume(20))),
+        ("rsi_14", 15, lambda: f.talib("RSI", "c", timeperiod=14)[0]),
+        ("dist_sma_50", 50, lambda: f.c / f.sma(50) - 1),
+        ("dist_high_252", 252, lambda: f.c / high_252() - 1),
+        ("excess_ret_20", 253, lambda: f.ret(20) - f.beta(252) * f.market_ret(20)),
+        ("beta_252", 253, lambda: f.beta(252)),
+        ("atr_14_pct", 15, lambda: f.talib("ATR", "hlc", timeperiod=14)[0] / f.c),
+        ("range_pct", 1, range_pct), ("macd_hist", 34, lambda: macd()[2] / f.c),
+    ]
+    for name, lookback, thunk in ranked:
+        add(f"rank_{name}", "cross_section", lookback, f"percentile rank of {name} across the universe",
+            lambda t=thunk: R.cross_rank(t()))
+    for name, lookback, thunk in ranked[1:4] + ranked[5:6]:
+        add(f"sector_rank_{name}", "cross_section", lookback, f"percentile rank of {name} within the sector",
+            lambda t=thunk: f.sector_rank(t()))
+    return out
+
+
+FEATURES: tuple[FeatureSpec, ...] = tuple(feature.spec for feature in _catalogue(None))  # type: ignore[arg-type]
+FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)
+MAX_LOOKBACK: int = max(spec.lookback for spec in FEATURES)
+
+
+@dataclass(frozen=True)
+class FeatureMatrix:
+    """Features of many (session, symbol) rows, and what was dropped on the way.
+
+    ``frame`` has a ``(date, symbol)`` MultiIndex and one float32 column per feature.
+    ``dropped`` counts, per symbol, the rows of the requested sessions where the symbol had a bar
+    but some feature lacked its full lookback (a short history or a gap).
+    """
+
+    frame: pd.DataFrame
+    dropped: pd.Series
+
+    @property
+    def dropped_total(self) -> int:
+        return int(self.dropped.sum())
+
+
+def compute_features(
+    panel: BarPanel,
+    sessions: pd.DatetimeIndex | None = None,
+    features: Iterable[str] | None = None,
+) -> FeatureMatrix:
+    """Compute features of every symbol of ``panel`` on ``sessions`` (default: all).
+
+    Everything is computed over the panel's whole history, so the rows asked for have their full
+    lookback wherever the history allows; only the rows asked for are kept (as float32).
+    """
+    frames = _Frames(panel)
+    wanted = set(features) if features is not None else None
+    catalogue = [f for f in _catalogue(frames) if wanted is None or f.spec.name in wanted]
+    if wanted is not None and len(catalogue) != len(wanted):
+        unknown = sorted(wanted - {f.spec.name for f in catalogue})
+        raise KeyError(f"unknown features: {', '.join(unknown)}")
+    rows = panel.sessions if sessions is None else panel.sessions.intersection(sessions)
+    positions = panel.sessions.get_indexer(rows)
+    span = slice(positions[0], positions[-1] + 1) if len(positions) else slice(0, 0)
+    take = span if len(positions) == span.stop - span.start else positions
+    symbols = panel.symbols
+    # Feature-major layout: each feature is written contiguously, and the final transposed view is
+    # already the column-major block pandas stores, so no copy is made when the frame is built.
+    block = np.empty((len(catalogue), len(rows), len(symbols)), dtype=np.float32)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for k, feature in enumerate(catalogue):
+            block[k] = feature.compute()[take]
+    flat = block.reshape(len(catalogue), -1)
+    has_bar = np.isfinite(frames.c[take]).reshape(-1)
+    complete = has_bar & np.isfinite(flat).all(axis=0)
+    dropped = pd.Series((has_bar & ~complete).reshape(len(rows), len(symbols)).sum(axis=0),
+                        index=symbols, name="dropped")
+    keep = np.flatnonzero(complete)
+    index = pd.MultiIndex.from_arrays(
+        [rows[keep // len(symbols)], pd.Index(symbols)[keep % len(symbols)]], names=["date", "symbol"]
+    )
+    frame = pd.DataFrame(flat[:, keep].T, index=index, columns=[f.spec.name for f in catalogue], copy=False)
+    return FeatureMatrix(frame=frame, dropped=dropped)
