@@ -20,8 +20,12 @@ app = typer.Typer(help="Stormwatch: keep trading models honest through market st
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Market data: fetch into the cache, show what is cached.", no_args_is_help=True)
 config_app = typer.Typer(help="The configuration file.", no_args_is_help=True)
+archive_app = typer.Typer(help="The rare-event archive.", no_args_is_help=True)
+features_app = typer.Typer(help="The feature catalogue.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
+app.add_typer(archive_app, name="archive")
+app.add_typer(features_app, name="features")
 
 # Piped output (CI logs, `make demo | tee`) gets a width that fits the event table unwrapped.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -152,6 +156,88 @@ def data_show(
         table.add_row(str(day.date()), *(f"{v:,.2f}" if c != "volume" else f"{v:,.0f}"
                                          for c, v in row.items()))
     console.print(table)
+
+
+@features_app.command("list")
+def features_list(
+    family: Annotated[str | None, typer.Option(help="Only this family (e.g. volatility).")] = None,
+) -> None:
+    """List every feature with its family, lookback and definition."""
+    from market.features import FEATURES
+
+    chosen = [f for f in FEATURES if family is None or f.family == family]
+    if not chosen:
+        families = sorted({f.family for f in FEATURES})
+        raise _fail(ValueError(f"no feature family {family!r}; families: {', '.join(families)}"))
+    table = Table(title=f"{len(chosen)} features")
+    for column in ("name", "family", "lookback", "definition"):
+        table.add_column(column, justify="right" if column == "lookback" else "left")
+    for spec in chosen:
+        table.add_row(spec.name, spec.family, str(spec.lookback), spec.definition)
+    console.print(table)
+
+
+def _archive_table(counts, title: str) -> Table:  # noqa: ANN001 - a DataFrame of event records
+    table = Table(title=title)
+    for column in ("event", "window", "regime", "weight", "sessions", "symbols", "samples"):
+        table.add_column(column, justify="left" if column in ("event", "window", "regime") else "right")
+    for row in counts.to_dict("records"):
+        table.add_row(row["event"], f"{row['start']}..{row['end']}", row["regime"], f"{row['weight']:.0%}",
+                      str(row["sessions"]), str(row["symbols"]), f"{row['samples']:,}")
+    return table
+
+
+@archive_app.command("build")
+def archive_build(source: SourceOption = None, config: ConfigOption = None) -> None:
+    """Build the archive's labelled samples of every configured event (a no-op when unchanged)."""
+    from flows.archive import build_archive
+
+    loaded, settings = _load(config)
+    steps = len(loaded.config.memory.archive.events) + 2
+    try:
+        with _progress() as progress:
+            fetching = progress.add_task("fetch bars", total=len(loaded.config.market.universe.symbols) + 1,
+                                         symbol="", visible=False)
+            task = progress.add_task("build archive", total=steps, symbol="")
+            build = build_archive(
+                loaded, settings, source,
+                on_fetch=lambda s: progress.update(fetching, advance=1, symbol=s, visible=True),
+                on_progress=lambda step: progress.update(task, advance=1, symbol=step),
+            )
+            progress.update(task, completed=steps)
+    except (MarketDataError, ValueError) as exc:
+        raise _fail(exc) from None
+    state = "built" if build.built else "unchanged, nothing rebuilt"
+    console.print(_archive_table(build.counts, f"Archive {build.version} ({state})"))
+    console.print(f"{build.samples:,} samples in {build.seconds:.1f} s, stored at {build.path}")
+
+
+@archive_app.command("show")
+def archive_show(
+    version: Annotated[str | None, typer.Option(help="Archive version (default: the latest).")] = None,
+) -> None:
+    """Show the archive's events, windows, regimes, weights and sample counts."""
+    from flows.archive import open_archive
+    from memory.archive import ArchiveNotBuilt
+
+    _, settings = _load(None)
+    archive = open_archive(settings)
+    try:
+        versions = archive.versions()
+        chosen = version or (versions[-1].version if versions else None)
+        if chosen is None:
+            raise ArchiveNotBuilt("no archive has been built yet: run `stormwatch archive build`")
+        counts = archive.counts(chosen)
+        samples = archive.load(chosen)
+    except ArchiveNotBuilt as exc:
+        raise _fail(exc) from None
+    finally:
+        archive.store.dispose()
+    console.print(_archive_table(counts, f"Archive {chosen}"))
+    by_regime = samples.groupby("regime", observed=True).size()
+    console.print("samples per regime: " + ", ".join(f"{r} {n:,}" for r, n in by_regime.items()))
+    listed = ", ".join(f"{v.version} ({v.samples:,} samples, {v.source})" for v in versions)
+    console.print(f"versions: {listed}")
 
 
 @app.command()

@@ -7,13 +7,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from memory.store import Store, database_url
-
 from flows.config import LoadedConfig, Settings
 from market.cache import BarCache, RefreshResult
 from market.sources import MarketSource, SourceInfo, open_source
 from market.symbols import check_symbol
 from market.universe import Universe
+from memory.store import Store, database_url
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
-from market.sources.simulated import SimulatedSource
-
 from flows.config import LoadedConfig, Settings
 from flows.data import FetchOutcome, fetch_market_data
 from market.cache import BarCache
+from market.sources.simulated import SimulatedSource
 from market.summary import WindowStats, window_stats
 from market.vocabulary import REGIMES
 

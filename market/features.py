@@ -211,7 +211,7 @@ def _catalogue(f: _Frames) -> list[_Feature]:  # noqa: C901 - one flat list read
     co2 = lambda: f.memo(("co2",), lambda: np.log(f.c / f.o) ** 2)  # noqa: E731
     for n in (10, 20, 60):
         add(f"parkinson_{n}", "volatility", n, f"Parkinson high-low volatility over {n} sessions, annualised",
-            lambda n=n: np.sqrt(R.mean(hl2(), n) / (4 * np.log(2))) * ANNUALISE)
+            lambda n=n: np.sqrt(np.maximum(R.mean(hl2(), n), 0) / (4 * np.log(2))) * ANNUALISE)
     for n in (10, 20, 60):
         add(f"garman_klass_{n}", "volatility", n, f"Garman-Klass OHLC volatility over {n} sessions, annualised",
             lambda n=n: np.sqrt(np.maximum(R.mean(0.5 * hl2() - (2 * np.log(2) - 1) * co2(), n), 0))
@@ -225,7 +225,7 @@ def _catalogue(f: _Frames) -> list[_Feature]:  # noqa: C901 - one flat list read
     for n in (20, 60):
         add(f"downside_vol_{n}", "volatility", n + 1,
             f"annualised root mean square of negative daily returns over {n} sessions",
-            lambda n=n: np.sqrt(R.mean(np.minimum(f.r1, 0) ** 2, n)) * ANNUALISE)
+            lambda n=n: np.sqrt(np.maximum(R.mean(np.minimum(f.r1, 0) ** 2, n), 0)) * ANNUALISE)
     for n in (20, 60):
         add(f"skew_{n}", "volatility", n + 1, f"skewness of daily log returns over {n} sessions",
             lambda n=n: R.skew(f.r1, n))

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from market.vocabulary import BAR_COLUMNS
+
+if TYPE_CHECKING:
+    from market.cache import BarCache
+    from market.universe import Universe
 
 
 @dataclass(frozen=True)
@@ -78,3 +83,14 @@ class BarPanel:
             close=self.close.loc[cut], volume=self.volume.loc[cut], proxy=self.proxy.loc[cut],
             vix=self.vix.loc[cut], sectors=self.sectors,
         )
+
+
+def load_panel(cache: BarCache, universe: Universe) -> BarPanel:
+    """The universe's cached bars, proxy and VIX as a panel (what every feature build starts from)."""
+    bars = {symbol: cache.read(symbol) for symbol in universe.symbols}
+    try:
+        vix = cache.read_series(universe.vix_symbol)
+    except KeyError:  # no VIX cached: the features fall back to realised volatility
+        vix = pd.Series(dtype="float64")
+    return BarPanel.from_bars(bars, cache.read(universe.market_proxy), vix,
+                              {m.symbol: m.sector.value for m in universe.members})

@@ -15,6 +15,8 @@ Array = np.ndarray
 
 
 def mean(x: Array, n: int) -> Array:
+    """Trailing mean. Bottleneck keeps a running sum, so a window of zeros after non-zeros can
+    come out as -1e-20 rather than 0: clamp where a sign matters (square roots)."""
     return bn.move_mean(x, n, min_count=n, axis=0)
 
 

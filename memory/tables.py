@@ -15,7 +15,9 @@ from sqlalchemy import DateTime, Dialect, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-__all__ = ["ConfigVersion", "DataSnapshot", "UTCDateTime", "utc_now"]
+__all__ = [
+    "ArchiveEventRecord", "ArchiveVersion", "ConfigVersion", "DataSnapshot", "UTCDateTime", "utc_now",
+]
 
 
 def utc_now() -> datetime:
@@ -132,3 +134,43 @@ class DataSnapshot(SQLModel, table=True):
     rows: int
     checksum: str = Field(max_length=64)
     recorded_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class ArchiveVersion(SQLModel, table=True):
+    """One built version of the rare-event archive.
+
+    ``content_hash`` covers everything the samples depend on (events, labels, features, source,
+    bars), so an identical rebuild is found and skipped; ``configured_version`` is the version
+    written in ``stormwatch.yaml`` and ``version`` the one stored (with a hash suffix when the
+    configured version was already used for other content).
+    """
+
+    __tablename__ = "sw_archive_version"
+
+    version: str = Field(primary_key=True)
+    configured_version: str
+    content_hash: str = Field(max_length=64, unique=True)
+    source: str
+    samples: int
+    events: int
+    built_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class ArchiveEventRecord(SQLModel, table=True):
+    """One event of one archive version: its window, regime, weight and sample counts."""
+
+    __tablename__ = "sw_archive_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: str = Field(foreign_key="sw_archive_version.version", index=True)
+    position: int
+    event: str
+    regime: str
+    start: date
+    end: date
+    weight: float
+    sessions: int
+    symbols: int
+    samples: int
+    unlabelled: int
+    dropped_lookback: int

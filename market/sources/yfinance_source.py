@@ -1,0 +1,390 @@
+"""Daily bars and the VIX from Yahoo Finance through yfinance, bounded by a deadline.
+
+How yfinance 1.7 fails, and what this adapter does about it (see
+``shared/notes/data-sources.md``):
+
+* ``yf.download`` does not raise when Yahoo cannot be reached: it logs an error on the
+  ``yfinance`` logger and returns an empty frame, or a frame whose column for the failed ticker
+  is all NaN. Both count as a failure of that ticker here; so does a ticker column that is
+  missing. The reasons yfinance logs during the call are quoted in the error.
+* On a network that silently drops packets one call can block for ~130 s, and yfinance's own
+  ``timeout`` does not bound it. Each download therefore runs in a daemon thread that the
+  caller waits on with a timeout; past ``deadline_seconds`` (for the whole fetch, retries
+  included) :class:`SourceUnavailable` is raised and the abandoned thread is left to finish
+  on its own (a daemon thread never holds up interpreter exit, unlike a ``ThreadPoolExecutor``
+  worker or yfinance's own ``threads=True`` workers, which are not daemons; that is why
+  downloads run with ``threads=False``).
+* Failed tickers are retried, only them, after ``backoff_seconds * 2**attempt`` (no jitter),
+  up to ``max_retries`` times, and never past the deadline: when the next wait would end after
+  it, the fetch stops at once. Retried: empty or all-NaN results, missing ticker columns,
+  ``YFRateLimitError`` and any other ``YFException``, and ``OSError`` (curl_cffi's DNS,
+  connection and timeout errors all derive from it). Anything else a download raises is a bug
+  and propagates unchanged.
+
+Frames are requested with ``auto_adjust=True`` (``Close`` is the adjusted close and
+open/high/low are scaled with it; the ``Adj Close`` column yfinance still adds for failed
+tickers is ignored). yfinance pads each ticker with NaN rows on the other tickers' dates of a
+batch; rows with any NaN price are dropped, a NaN volume with prices present becomes 0 (as
+yfinance itself does for a single ticker), and rows are clipped to the inclusive range
+(yfinance's ``end`` is exclusive, so ``end + 1 day`` is requested). A range holding no NYSE
+session returns empty frames without a download.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import pandas as pd
+
+from market.calendar import nyse_sessions
+from market.config import YFinanceSettings
+from market.sources.base import (
+    MarketDataError,
+    SourceInfo,
+    SourceUnavailable,
+    conform_bars,
+    empty_bars,
+)
+from market.symbols import check_symbol
+from market.validation import BarValidationError, validate_bars
+from market.vocabulary import BAR_COLUMNS, PRICE_COLUMNS
+
+VIX_SYMBOL = "^VIX"
+_FIELDS = frozenset({*BAR_COLUMNS, "adj close", "dividends", "stock splits", "capital gains"})
+_LOG_CHARS = 400
+
+
+def _field(label: object) -> str:
+    return str(label).strip().lower().replace("_", " ")
+
+
+def _day(value: date) -> pd.Timestamp:
+    return pd.Timestamp(value).tz_localize(None).normalize()
+
+
+def _range(start: date, end: date) -> tuple[pd.Timestamp, pd.Timestamp]:
+    first, last = _day(start), _day(end)
+    if last < first:
+        raise ValueError(f"the range ends ({last.date()}) before it starts ({first.date()})")
+    return first, last
+
+
+class _ThreadLog(logging.Handler):
+    """Collects the errors the ``yfinance`` logger emits from one thread (its warnings, such as
+    "Cookie/crumb fetch failed", repeat what the errors say)."""
+
+    def __init__(self, thread_id: int) -> None:
+        super().__init__(level=logging.ERROR)
+        self.thread_id = thread_id
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread_id:
+            message = record.getMessage().strip()
+            if message and message not in self.messages:
+                self.messages.append(message)
+
+
+@dataclass
+class _Outcome:
+    """What one download call produced: a frame, or the exception it raised, and the log."""
+
+    frame: Any = None
+    error: BaseException | None = None
+    log: list[str] = field(default_factory=list)
+
+
+def _ticker_level(columns: pd.MultiIndex) -> int:
+    """Which of two column levels holds the tickers (``group_by`` column or ticker)."""
+    names = [str(name).lower() if name is not None else "" for name in columns.names]
+    if "ticker" in names:
+        return names.index("ticker")
+    if "price" in names:
+        return 1 - names.index("price")
+    for level in (0, 1):
+        if all(_field(v) in _FIELDS for v in columns.get_level_values(level).unique()):
+            return 1 - level
+    raise MarketDataError(f"cannot tell tickers from fields in yfinance columns {list(columns)}")
+
+
+def _per_ticker(frame: pd.DataFrame, tickers: Sequence[str]) -> dict[str, pd.DataFrame | None]:
+    """Each ticker's sub-frame with lower-case field columns, or ``None`` when it is absent."""
+    columns = frame.columns
+    if isinstance(columns, pd.MultiIndex):
+        if columns.nlevels != 2:
+            raise MarketDataError(f"unexpected yfinance columns with {columns.nlevels} levels")
+        level = _ticker_level(columns)
+        present = set(columns.get_level_values(level))
+        out: dict[str, pd.DataFrame | None] = {}
+        for ticker in tickers:
+            if ticker not in present:
+                out[ticker] = None
+                continue
+            sub = frame.xs(ticker, axis=1, level=level)
+            sub.columns = [_field(c) for c in sub.columns]
+            out[ticker] = sub
+        return out
+    if len(tickers) != 1:
+        raise MarketDataError(
+            f"yfinance returned single-level columns for {len(tickers)} tickers; "
+            "cannot tell which column belongs to which ticker"
+        )
+    sub = frame.copy()
+    sub.columns = [_field(c) for c in sub.columns]
+    return {tickers[0]: sub}
+
+
+def _to_bars(
+    ticker: str, sub: pd.DataFrame, first: pd.Timestamp, last: pd.Timestamp
+) -> pd.DataFrame | str:
+    """A canonical frame for one ticker, or the reason it is unusable."""
+    absent = [c for c in BAR_COLUMNS if c not in sub.columns]
+    if absent:
+        raise MarketDataError(
+            f"yfinance frame for {ticker} lacks {', '.join(absent)} (has {list(sub.columns)})"
+        )
+    bars = sub.loc[:, list(BAR_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    if bars[list(PRICE_COLUMNS)].isna().all().all():
+        return "no prices (empty or all NaN)"
+    bars = bars.dropna(subset=list(PRICE_COLUMNS))
+    bars["volume"] = bars["volume"].fillna(0.0)
+    bars = conform_bars(bars)
+    bars = bars.loc[(bars.index >= first) & (bars.index <= last)]
+    if bars.empty:
+        return f"no rows between {first.date()} and {last.date()}"
+    return bars
+
+
+class YFinanceSource:
+    """Daily bars and VIX from Yahoo Finance, batched, retried and bounded by a deadline.
+
+    Parameters
+    ----------
+    settings
+        Batch size, retries, backoff and the whole-fetch deadline.
+    download
+        The download function, ``yfinance.download`` when ``None`` (imported on first use).
+        Tests pass a function that returns frames shaped like yfinance 1.7's.
+    sleep
+        Called with the backoff delay between retries.
+
+    ``fetch_bars`` validates every frame with :func:`market.validation.validate_bars`; the
+    failures it retries and its deadline are described in the module docstring. When some
+    tickers still fail it raises :class:`SourceUnavailable` naming them and the last reason; it
+    never returns a partial result or an empty frame in place of an error.
+
+    Examples
+    --------
+    A download that answers like yfinance 1.7 offline (an empty frame) is retried, then
+    refused:
+
+    >>> from datetime import date
+    >>> import pandas as pd
+    >>> def offline(tickers, **kwargs):
+    ...     columns = pd.MultiIndex.from_product(
+    ...         [["Adj Close", "Close", "High", "Low", "Open", "Volume"], tickers],
+    ...         names=["Price", "Ticker"])
+    ...     return pd.DataFrame(index=pd.DatetimeIndex([]), columns=columns)
+    >>> waits = []
+    >>> source = YFinanceSource(YFinanceSettings(max_retries=2, backoff_seconds=0.5),
+    ...                         download=offline, sleep=waits.append)
+    >>> source.fetch_bars(["AAPL"], date(2020, 1, 2), date(2020, 1, 31))
+    Traceback (most recent call last):
+    ...
+    market.sources.base.SourceUnavailable: Yahoo Finance returned no usable data for AAPL after 3 attempts...
+    >>> waits
+    [0.5, 1.0]
+    """
+
+    def __init__(
+        self,
+        settings: YFinanceSettings = YFinanceSettings(),  # noqa: B008 - frozen pydantic model
+        *,
+        download: Callable[..., Any] | None = None,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.download = download
+        self.sleep = sleep
+        self.info = SourceInfo(name="yfinance", real=True, provenance="Yahoo Finance via yfinance")
+
+    def available_symbols(self) -> None:
+        """Any symbol Yahoo knows: there is no list."""
+        return None
+
+    def fetch_bars(
+        self, symbols: Sequence[str], start: date, end: date
+    ) -> dict[str, pd.DataFrame]:
+        started = time.monotonic()
+        wanted = list(dict.fromkeys(check_symbol(symbol) for symbol in symbols))
+        first, last = _range(start, end)
+        frames = self._fetch(wanted, first, last, started)
+        for symbol, frame in frames.items():
+            validate_bars(symbol, frame)
+        return frames
+
+    def fetch_vix(self, start: date, end: date) -> pd.Series:
+        """The ``^VIX`` close in ``[start, end]`` as a float series named ``vix``."""
+        started = time.monotonic()
+        first, last = _range(start, end)
+        close = self._fetch([VIX_SYMBOL], first, last, started)[VIX_SYMBOL]["close"]
+        bad = (close <= 0).to_numpy()
+        if bad.any():
+            raise BarValidationError(VIX_SYMBOL, close.index[bad.argmax()], "close",
+                                     "prices must be positive")
+        return close.rename("vix")
+
+    # -- the fetch loop ---------------------------------------------------------------------
+
+    def _fetch(
+        self, symbols: list[str], first: pd.Timestamp, last: pd.Timestamp, started: float
+    ) -> dict[str, pd.DataFrame]:
+        """Download ``symbols`` with retries, all within the deadline counted from ``started``."""
+        if not symbols:
+            return {}
+        if len(nyse_sessions(first, last)) == 0:
+            return {symbol: empty_bars() for symbol in symbols}
+        settings = self.settings
+        deadline = started + settings.deadline_seconds
+        got: dict[str, pd.DataFrame] = {}
+        reasons: dict[str, str] = {}
+        pending = list(symbols)
+        attempt = 0
+        while True:
+            for at in range(0, len(pending), settings.batch_size):
+                batch = pending[at : at + settings.batch_size]
+                outcome = self._download(batch, first, last, started, deadline, reasons)
+                frames, failed = self._split(outcome, batch, first, last)
+                got.update(frames)
+                reasons.update(failed)
+            pending = [symbol for symbol in symbols if symbol not in got]
+            if not pending:
+                return {symbol: got[symbol] for symbol in symbols}
+            attempts = attempt + 1
+            if attempt >= settings.max_retries:
+                raise SourceUnavailable(
+                    f"Yahoo Finance returned no usable data for {', '.join(pending)} after "
+                    f"{attempts} attempt{'s' if attempts > 1 else ''}. "
+                    f"Last reason: {self._reasons(pending, reasons)}"
+                )
+            delay = settings.backoff_seconds * 2**attempt
+            if time.monotonic() + delay >= deadline:
+                raise SourceUnavailable(
+                    f"the {settings.deadline_seconds:g} s deadline for Yahoo Finance would pass "
+                    f"before retry {attempts} (after a {delay:g} s backoff), so "
+                    f"{', '.join(pending)} could not be downloaded. "
+                    f"Last reason: {self._reasons(pending, reasons)}"
+                )
+            self.sleep(delay)
+            attempt += 1
+
+    def _download(
+        self,
+        batch: list[str],
+        first: pd.Timestamp,
+        last: pd.Timestamp,
+        started: float,
+        deadline: float,
+        reasons: dict[str, str],
+    ) -> _Outcome:
+        """Run one download in a daemon thread; raise if it outlives the deadline."""
+        download = self.download
+        if download is None:
+            import yfinance  # imported lazily: ~1 s
+
+            download = yfinance.download
+        outcome = _Outcome()
+
+        def work() -> None:
+            log = _ThreadLog(threading.get_ident())
+            logger = logging.getLogger("yfinance")
+            logger.addHandler(log)
+            try:
+                outcome.frame = download(
+                    batch,
+                    start=first.date().isoformat(),
+                    end=(last.date() + timedelta(days=1)).isoformat(),
+                    auto_adjust=True,
+                    actions=False,
+                    progress=False,
+                    threads=False,
+                    group_by="column",
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                outcome.error = exc
+            finally:
+                logger.removeHandler(log)
+                outcome.log = log.messages
+
+        finished = False
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            worker = threading.Thread(
+                target=work, name=f"yfinance-download-{batch[0]}", daemon=True
+            )
+            worker.start()
+            worker.join(remaining)
+            finished = not worker.is_alive()
+        if not finished:
+            waited = time.monotonic() - started
+            earlier = self._reasons(batch, reasons) if any(s in reasons for s in batch) else ""
+            raise SourceUnavailable(
+                f"the {self.settings.deadline_seconds:g} s deadline for Yahoo Finance passed "
+                f"after {waited:.1f} s while downloading {', '.join(batch)}: Yahoo could not be "
+                "reached (no answer in time; on a network that drops packets silently yfinance "
+                "waits about 130 s per request)."
+                + (f" Earlier reason: {earlier}" if earlier else "")
+            )
+        return outcome
+
+    @staticmethod
+    def _split(
+        outcome: _Outcome, batch: list[str], first: pd.Timestamp, last: pd.Timestamp
+    ) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+        """The usable frames of a batch, and the reason for each ticker that failed."""
+        logged = ""
+        if outcome.log:
+            text = " | ".join(outcome.log)
+            if len(text) > _LOG_CHARS:  # keep the end: yfinance logs its summary last
+                text = "..." + text[-_LOG_CHARS:]
+            logged = f"; yfinance logged: {text}"
+        error = outcome.error
+        if error is not None:
+            from yfinance.exceptions import YFException, YFRateLimitError
+
+            if isinstance(error, YFRateLimitError):
+                reason = f"rate limited by Yahoo ({type(error).__name__}: {error})"
+            elif isinstance(error, OSError):
+                reason = f"network failure ({type(error).__name__}: {error})"
+            elif isinstance(error, YFException):
+                reason = f"{type(error).__name__}: {error}"
+            else:
+                raise error
+            return {}, dict.fromkeys(batch, reason + logged)
+        frame = outcome.frame
+        if not isinstance(frame, pd.DataFrame):
+            return {}, dict.fromkeys(batch, f"the download returned {type(frame).__name__}{logged}")
+        if frame.empty:
+            return {}, dict.fromkeys(batch, f"empty frame {frame.shape}{logged}")
+        frames: dict[str, pd.DataFrame] = {}
+        failed: dict[str, str] = {}
+        for ticker, sub in _per_ticker(frame, batch).items():
+            result = "no column for the ticker" if sub is None else _to_bars(ticker, sub, first, last)
+            if isinstance(result, str):
+                failed[ticker] = result + logged
+            else:
+                frames[ticker] = result
+        return frames, failed
+
+    @staticmethod
+    def _reasons(tickers: Sequence[str], reasons: dict[str, str]) -> str:
+        grouped: dict[str, list[str]] = {}
+        for ticker in tickers:
+            grouped.setdefault(reasons.get(ticker, "unknown"), []).append(ticker)
+        return "; ".join(f"{', '.join(group)}: {reason}" for reason, group in grouped.items())

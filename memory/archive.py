@@ -1,0 +1,195 @@
+"""The rare-event archive (SPEC.md module 1): labelled samples of every configured storm.
+
+The archive holds, for every symbol and every session of each event's window, the same
+features and labels as normal training, with the event's name and regime attached. It is built
+once per (configured version, content) and kept: the samples as Parquet under
+``<home>/archive/<version>/samples.parquet``, the versions, events and counts in the store.
+
+Identity is the content hash of everything the samples depend on: the events, the label
+settings, the feature catalogue, the source and a fingerprint of the bars used. Building an
+unchanged archive is a no-op. A changed archive under an already-used configured version gets
+a new version ``<version>+<hash prefix>`` (semver build metadata), and the old one stays
+readable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlmodel import select
+
+from market.cache import write_parquet_atomically
+from market.config import LabelSettings
+from market.features import FEATURE_NAMES
+from market.panel import BarPanel
+from market.samples import build_samples
+from memory.config import ArchiveConfig
+from memory.store import Store
+from memory.tables import ArchiveEventRecord, ArchiveVersion
+
+ProgressCallback = Callable[[str], None]
+
+
+class ArchiveNotBuilt(LookupError):
+    """The archive (or the requested version of it) has not been built yet."""
+
+
+@dataclass(frozen=True)
+class ArchiveBuild:
+    """The outcome of :meth:`RareEventArchive.build`."""
+
+    version: str
+    content_hash: str
+    path: Path
+    built: bool  # False when an identical archive already existed (no-op)
+    counts: pd.DataFrame  # per event: regime, sessions, symbols, samples, unlabelled, dropped_lookback
+    seconds: float
+
+    @property
+    def samples(self) -> int:
+        return int(self.counts["samples"].sum())
+
+
+def archive_content_hash(
+    config: ArchiveConfig, labels: LabelSettings, source: str, panel: BarPanel
+) -> str:
+    """sha256 of everything the archive's samples depend on."""
+    first = min(e.start for e in config.events)
+    last = max(e.end for e in config.events)
+    closes = panel.close.loc[:pd.Timestamp(last)]
+    closes = closes.iloc[max(0, closes.index.searchsorted(pd.Timestamp(first)) - 400):]
+    fingerprint = hashlib.sha256(np.ascontiguousarray(closes.to_numpy(dtype="float64")).tobytes())
+    fingerprint.update(",".join(closes.columns).encode())
+    payload = {
+        "events": [e.model_dump(mode="json") for e in config.events],
+        "labels": labels.model_dump(mode="json"),
+        "features": list(FEATURE_NAMES),
+        "source": source,
+        "bars": fingerprint.hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class RareEventArchive:
+    """Builds, versions and reads the archive under ``root`` with its records in ``store``."""
+
+    def __init__(self, root: Path, store: Store) -> None:
+        self.root = Path(root)
+        self.store = store
+
+    def path_for(self, version: str) -> Path:
+        return self.root / version / "samples.parquet"
+
+    def build(
+        self,
+        config: ArchiveConfig,
+        panel: BarPanel,
+        labels: LabelSettings,
+        source: str,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> ArchiveBuild:
+        """Build the archive's samples for every event, unless an identical build exists."""
+        started = time.perf_counter()
+        progress = on_progress or (lambda _: None)
+        content_hash = archive_content_hash(config, labels, source, panel)
+        existing = self._version_with_hash(content_hash)
+        if existing is not None and self.path_for(existing.version).exists():
+            progress("unchanged")
+            return ArchiveBuild(existing.version, content_hash, self.path_for(existing.version), False,
+                                self.counts(existing.version), time.perf_counter() - started)
+        version = self._new_version_name(config.version, content_hash)
+
+        progress("features and labels")
+        windows = [(pd.Timestamp(e.start), pd.Timestamp(e.end)) for e in config.events]
+        union = min(w[0] for w in windows), max(w[1] for w in windows)
+        samples = build_samples(panel, union[0], union[1], horizon=labels.horizon, kind=labels.kind,
+                                beta_lookback=labels.beta_lookback, provenance="archive", require_label=False)
+        frame = samples.frame
+        dates = frame.index.get_level_values("date")
+        symbols_with_bars = panel.close.notna()
+        parts, rows = [], []
+        for event, (start, end) in zip(config.events, windows, strict=True):
+            progress(event.name)
+            inside = frame.loc[(dates >= start) & (dates <= end)]
+            labelled = inside.loc[inside["label"].notna()]
+            part = labelled.assign(event=event.name, regime=event.regime.value)
+            parts.append(part)
+            bars = symbols_with_bars.loc[start:end]
+            rows.append({
+                "event": event.name, "regime": event.regime.value, "start": event.start, "end": event.end,
+                "weight": event.weight, "sessions": len(bars), "symbols": int(bars.any().sum()),
+                "samples": len(part), "unlabelled": int(len(inside) - len(labelled)),
+                "dropped_lookback": int(bars.to_numpy().sum() - len(inside)),
+            })
+        archive = pd.concat(parts)
+        archive["event"] = archive["event"].astype("category")
+        archive["regime"] = archive["regime"].astype("category")
+        archive["provenance"] = archive["provenance"].astype(str).astype("category")
+        path = self.path_for(version)
+        write_parquet_atomically(archive, path)
+        counts = pd.DataFrame(rows)
+        self._record(version, config.version, content_hash, source, counts)
+        progress("written")
+        return ArchiveBuild(version, content_hash, path, True, counts, time.perf_counter() - started)
+
+    def versions(self) -> list[ArchiveVersion]:
+        with self.store.session() as session:
+            return list(session.exec(select(ArchiveVersion).order_by(ArchiveVersion.built_at)).all())
+
+    def latest_version(self) -> str:
+        versions = self.versions()
+        if not versions:
+            raise ArchiveNotBuilt("no archive has been built yet: run `stormwatch archive build`")
+        return versions[-1].version
+
+    def load(self, version: str | None = None) -> pd.DataFrame:
+        """The samples of ``version`` (default: the latest built)."""
+        version = version or self.latest_version()
+        path = self.path_for(version)
+        if not path.exists():
+            raise ArchiveNotBuilt(f"archive version {version} has no samples at {path}")
+        return pd.read_parquet(path)
+
+    def counts(self, version: str | None = None) -> pd.DataFrame:
+        """Per-event records of ``version``: window, regime, weight and sample counts."""
+        version = version or self.latest_version()
+        with self.store.session() as session:
+            records = session.exec(
+                select(ArchiveEventRecord).where(ArchiveEventRecord.version == version)
+                .order_by(ArchiveEventRecord.position)
+            ).all()
+            if not records:
+                raise ArchiveNotBuilt(f"archive version {version} is not recorded in the store")
+            return pd.DataFrame([r.model_dump(exclude={"id", "version", "position"}) for r in records])
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _version_with_hash(self, content_hash: str) -> ArchiveVersion | None:
+        with self.store.session() as session:
+            query = select(ArchiveVersion).where(ArchiveVersion.content_hash == content_hash)
+            return session.exec(query).first()
+
+    def _new_version_name(self, configured: str, content_hash: str) -> str:
+        with self.store.session() as session:
+            taken = session.get(ArchiveVersion, configured) is not None
+        return f"{configured}+{content_hash[:8]}" if taken else configured
+
+    def _record(
+        self, version: str, configured: str, content_hash: str, source: str, counts: pd.DataFrame
+    ) -> None:
+        with self.store.session() as session:
+            session.add(ArchiveVersion(
+                version=version, configured_version=configured, content_hash=content_hash, source=source,
+                samples=int(counts["samples"].sum()), events=len(counts),
+            ))
+            session.flush()  # the version row must exist before its events reference it
+            for position, row in enumerate(counts.to_dict("records")):
+                session.add(ArchiveEventRecord(version=version, position=position, **row))
