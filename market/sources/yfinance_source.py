@@ -150,9 +150,9 @@ def _to_bars(
             f"yfinance frame for {ticker} lacks {', '.join(absent)} (has {list(sub.columns)})"
         )
     bars = sub.loc[:, list(BAR_COLUMNS)].apply(pd.to_numeric, errors="coerce")
-    if bars[list(PRICE_COLUMNS)].isna().all().all():
-        return "no prices (empty or all NaN)"
     bars = bars.dropna(subset=list(PRICE_COLUMNS))
+    if bars.empty:
+        return "no prices (empty or all NaN)"
     bars["volume"] = bars["volume"].fillna(0.0)
     bars = conform_bars(bars)
     bars = bars.loc[(bars.index >= first) & (bars.index <= last)]
