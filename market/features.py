@@ -25,13 +25,9 @@ import talib
 
 from market import rolling
 from market.panel import BarPanel
+from market.vix import FALLBACK_SESSIONS, vix_with_fallback
 
 ANNUALISE = np.sqrt(252.0)
-#: VIX = this x the market proxy's 21-session realised volatility (annualised, in %) where the
-#: VIX itself is missing; 1.1 is the long-run ratio of implied to realised volatility (the
-#: variance risk premium), so the fallback reads in VIX units.
-VIX_FALLBACK_SCALE = 1.1
-VIX_FALLBACK_SESSIONS = 21
 
 
 @dataclass(frozen=True)
@@ -140,10 +136,8 @@ class _Frames:
 
     @cached_property
     def vix_and_fallback(self) -> tuple[np.ndarray, np.ndarray]:
-        realised = rolling.std(self.market_r1, VIX_FALLBACK_SESSIONS) * ANNUALISE * 100.0
-        vix = self.p.vix.to_numpy(dtype="float64")[:, None]
-        missing = np.isnan(vix)
-        return np.where(missing, realised * VIX_FALLBACK_SCALE, vix), missing.astype("float64")
+        vix, missing = vix_with_fallback(self.p.vix, self.p.proxy["close"])
+        return vix.to_numpy(dtype="float64")[:, None], missing.to_numpy(dtype="float64")[:, None]
 
     @property
     def vix(self) -> np.ndarray:
@@ -375,7 +369,7 @@ def _catalogue(f: _Frames) -> list[_Feature]:  # noqa: C901 - one flat list read
     add("dispersion_20", "market", 20, "cross-sectional std of 20-session returns", lambda: f.cross_std(f.ret(20)))
 
     # -- regime and macro context (VIX) -------------------------------------------------------
-    fallback = VIX_FALLBACK_SESSIONS + 1
+    fallback = FALLBACK_SESSIONS + 1
     add("vix_level", "macro", fallback, "VIX close (realised-volatility fallback where missing)", lambda: f.vix)
     for n in (1, 5, 20):
         add(f"vix_change_{n}", "macro", n + fallback, f"log change of the VIX over {n} sessions",
