@@ -75,3 +75,16 @@ def conform_bars(frame: pd.DataFrame) -> pd.DataFrame:
     out.index = index.normalize().astype("datetime64[ns]").rename("date")
     out.columns.name = None
     return out
+
+
+def session_day(value: date | pd.Timestamp) -> pd.Timestamp:
+    """A date as the tz-naive midnight timestamp bar indexes use."""
+    return pd.Timestamp(value).tz_localize(None).normalize()
+
+
+def date_range(start: date, end: date) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``(start, end)`` as session days; a reversed range is an error, not an empty result."""
+    first, last = session_day(start), session_day(end)
+    if last < first:
+        raise ValueError(f"the range ends ({last.date()}) before it starts ({first.date()})")
+    return first, last

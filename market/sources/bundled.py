@@ -44,7 +44,7 @@ from functools import lru_cache
 
 import pandas as pd
 
-from market.sources.base import SourceInfo, SymbolNotAvailable, conform_bars
+from market.sources.base import SourceInfo, SymbolNotAvailable, conform_bars, date_range
 from market.symbols import check_symbol
 from market.universe import Universe, UniverseMember
 from market.validation import BarReport, validate_bars
@@ -120,17 +120,6 @@ def _load_vix() -> pd.Series:
     return series.rename_axis("date").rename("vix")
 
 
-def _day(value: date) -> pd.Timestamp:
-    return pd.Timestamp(value).tz_localize(None).normalize()
-
-
-def _range(start: date, end: date) -> tuple[pd.Timestamp, pd.Timestamp]:
-    first, last = _day(start), _day(end)
-    if last < first:
-        raise ValueError(f"the range ends ({last.date()}) before it starts ({first.date()})")
-    return first, last
-
-
 class BundledSource:
     """Real daily bars and VIX that ship inside installed packages (arch, bokeh-sampledata).
 
@@ -176,7 +165,7 @@ class BundledSource:
         self, symbols: Sequence[str], start: date, end: date
     ) -> dict[str, pd.DataFrame]:
         wanted = list(dict.fromkeys(check_symbol(symbol) for symbol in symbols))
-        first, last = _range(start, end)
+        first, last = date_range(start, end)
         available = self.available_symbols()
         unknown = [symbol for symbol in wanted if symbol not in available]
         if unknown:
@@ -201,5 +190,5 @@ class BundledSource:
     def fetch_vix(self, start: date, end: date) -> pd.Series:
         """The VIX close in ``[start, end]``: only 2014-01-03 to 2019-01-03 is bundled, so the
         result may be shorter than the range or empty."""
-        first, last = _range(start, end)
+        first, last = date_range(start, end)
         return _load_vix().loc[first:last].copy()

@@ -48,6 +48,7 @@ from market.sources.base import (
     SourceUnavailable,
     SymbolNotAvailable,
     conform_bars,
+    date_range,
 )
 from market.symbols import UnsafeSymbolError, check_symbol
 from market.validation import BarValidationError, validate_bars
@@ -81,17 +82,6 @@ class MalformedFileError(MarketDataError):
                 where += f", column {column!r}"
             where += ": "
         super().__init__(f"{path}: {where}{problem}")
-
-
-def _day(value: date) -> pd.Timestamp:
-    return pd.Timestamp(value).tz_localize(None).normalize()
-
-
-def _range(start: date, end: date) -> tuple[pd.Timestamp, pd.Timestamp]:
-    first, last = _day(start), _day(end)
-    if last < first:
-        raise ValueError(f"the range ends ({last.date()}) before it starts ({first.date()})")
-    return first, last
 
 
 def _key(label: object) -> str:
@@ -348,7 +338,7 @@ class CsvSource:
         self, symbols: Sequence[str], start: date, end: date
     ) -> dict[str, pd.DataFrame]:
         wanted = list(dict.fromkeys(check_symbol(symbol) for symbol in symbols))
-        first, last = _range(start, end)
+        first, last = date_range(start, end)
         out: dict[str, pd.DataFrame] = {}
         for symbol in wanted:
             path = self._file_of(symbol, what=symbol)
@@ -363,7 +353,7 @@ class CsvSource:
         return out
 
     def fetch_vix(self, start: date, end: date) -> pd.Series:
-        first, last = _range(start, end)
+        first, last = date_range(start, end)
         self._require_directory()
         present = [
             self.directory / f"{stem}{suffix}"

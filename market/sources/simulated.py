@@ -46,7 +46,7 @@ import pandas as pd
 
 from market.calendar import nyse_sessions
 from market.config import SimulatorSettings
-from market.sources.base import SourceInfo, SymbolNotAvailable, conform_bars
+from market.sources.base import SourceInfo, SymbolNotAvailable, conform_bars, session_day
 from market.universe import Universe
 from market.vocabulary import BAR_COLUMNS, SECTORS, Regime, Sector
 
@@ -654,17 +654,13 @@ class SimulatedSource:
                 f"universe and the market proxy {self.universe.market_proxy} only"
             )
         bars = self.market().bars
-        first, last = _day(start), _day(end)
+        first, last = session_day(start), session_day(end)
         return {s: bars[s].loc[first:last].copy() for s in symbols}
 
     def fetch_vix(self, start: date, end: date) -> pd.Series:
         """The simulated VIX close on sessions in ``[start, end]``, named ``vix``."""
-        return self.market().vix.loc[_day(start) : _day(end)].copy()
+        return self.market().vix.loc[session_day(start) : session_day(end)].copy()
 
-
-def _day(value: date) -> pd.Timestamp:
-    day = pd.Timestamp(value)
-    return (day.tz_localize(None) if day.tz is not None else day).normalize()
 
 
 __all__ = [

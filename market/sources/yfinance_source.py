@@ -49,6 +49,7 @@ from market.sources.base import (
     SourceInfo,
     SourceUnavailable,
     conform_bars,
+    date_range,
     empty_bars,
 )
 from market.symbols import check_symbol
@@ -62,17 +63,6 @@ _LOG_CHARS = 400
 
 def _field(label: object) -> str:
     return str(label).strip().lower().replace("_", " ")
-
-
-def _day(value: date) -> pd.Timestamp:
-    return pd.Timestamp(value).tz_localize(None).normalize()
-
-
-def _range(start: date, end: date) -> tuple[pd.Timestamp, pd.Timestamp]:
-    first, last = _day(start), _day(end)
-    if last < first:
-        raise ValueError(f"the range ends ({last.date()}) before it starts ({first.date()})")
-    return first, last
 
 
 class _ThreadLog(logging.Handler):
@@ -223,7 +213,7 @@ class YFinanceSource:
     ) -> dict[str, pd.DataFrame]:
         started = time.monotonic()
         wanted = list(dict.fromkeys(check_symbol(symbol) for symbol in symbols))
-        first, last = _range(start, end)
+        first, last = date_range(start, end)
         frames = self._fetch(wanted, first, last, started)
         for symbol, frame in frames.items():
             validate_bars(symbol, frame)
@@ -232,7 +222,7 @@ class YFinanceSource:
     def fetch_vix(self, start: date, end: date) -> pd.Series:
         """The ``^VIX`` close in ``[start, end]`` as a float series named ``vix``."""
         started = time.monotonic()
-        first, last = _range(start, end)
+        first, last = date_range(start, end)
         close = self._fetch([VIX_SYMBOL], first, last, started)[VIX_SYMBOL]["close"]
         bad = (close <= 0).to_numpy()
         if bad.any():
