@@ -158,6 +158,21 @@ def data_show(
     console.print(table)
 
 
+@data_app.command("ground-truth")
+def data_ground_truth(
+    out: Annotated[Path | None, typer.Option(help="Parquet file to write.")] = None,
+    today: Annotated[str | None, typer.Option(help="Pretend today is this date (YYYY-MM-DD).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Export the simulated market's ground truth: the true regime and the best achievable
+    direction per session and symbol (for quality benchmarks, never a feature)."""
+    from flows.data import export_ground_truth
+
+    loaded, settings = _load(config)
+    path, rows = export_ground_truth(loaded, settings, out, today=_parse_day(today, "--today"))
+    console.print(f"{rows:,} rows of ground truth written to {path}")
+
+
 @features_app.command("list")
 def features_list(
     family: Annotated[str | None, typer.Option(help="Only this family (e.g. volatility).")] = None,

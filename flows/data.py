@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 from flows.config import LoadedConfig, Settings
-from market.cache import BarCache, RefreshResult
+from market.cache import BarCache, RefreshResult, write_parquet_atomically
 from market.sources import MarketSource, SourceInfo, open_source
 from market.symbols import check_symbol
 from market.universe import Universe
@@ -33,7 +34,11 @@ def open_store(settings: Settings) -> Store:
 
 
 def resolve_source(
-    loaded: LoadedConfig, source_name: str | None, *, csv_directory=None, today: date | None = None
+    loaded: LoadedConfig,
+    source_name: str | None,
+    *,
+    csv_directory: Path | None = None,
+    today: date | None = None,
 ) -> tuple[MarketSource, Universe]:
     market = loaded.config.market
     return open_source(
@@ -89,3 +94,19 @@ def fetch_market_data(
     finally:
         store.dispose()
     return FetchOutcome(source.info, universe, tuple(results), len(vix), first, last)
+
+
+def export_ground_truth(
+    loaded: LoadedConfig, settings: Settings, path: Path | None = None, *, today: date | None = None
+) -> tuple[Path, int]:
+    """Write the simulated market's oracle (true regime, expected excess return, best direction
+    per session and symbol) as Parquet for the quality benchmarks. Never a feature."""
+    from market.sources.simulated import SimulatedSource
+
+    market = loaded.config.market
+    source = SimulatedSource(market.universe, market.sources.simulated, horizon=market.labels.horizon,
+                             today=today)
+    truth = source.market().ground_truth()
+    target = path or settings.home / "ground_truth" / f"simulated-seed{market.sources.simulated.seed}.parquet"
+    write_parquet_atomically(truth, target)
+    return target, len(truth)

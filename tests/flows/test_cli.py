@@ -116,3 +116,15 @@ def test_demo_then_archive_build_and_show() -> None:
     code, out = run("archive", "show")
     assert code == 0, out
     assert "samples per regime: crash" in out and "versions: 1.1.0" in out
+
+
+def test_ground_truth_export(tmp_path: Path) -> None:
+    out = tmp_path / "truth.parquet"
+    code, text = run("data", "ground-truth", "--out", str(out), "--today", "2012-12-31")
+    assert code == 0, text
+    truth = pd.read_parquet(out)
+    assert list(truth.columns) == ["date", "symbol", "regime", "expected_excess_return", "oracle_direction"]
+    assert set(truth["oracle_direction"].dropna().unique()) <= {-1.0, 1.0}
+    assert truth["symbol"].nunique() == 76
+    crisis = truth[(truth["date"] >= "2008-10-01") & (truth["date"] <= "2008-10-31")]
+    assert (crisis["regime"] == "crash").all()
