@@ -79,6 +79,9 @@ class LabelSettings(_Section):
     #: ``excess``: forward return minus beta times the market's; ``total``: raw forward return.
     kind: Literal["excess", "total"] = "excess"
     beta_lookback: int = Field(252, ge=20)
+    #: ``null``: the direction at t + horizon. A number: a triple-barrier label with barriers at
+    #: that many volatilities (20-session daily vol x sqrt(horizon)) above and below.
+    triple_barrier: float | None = Field(None, gt=0)
 
 
 class MarketConfig(_Section):

@@ -42,23 +42,48 @@ def make_labels(
     horizon: int = 5,
     kind: Literal["excess", "total"] = "excess",
     beta_lookback: int = 252,
+    barrier: float | None = None,
 ) -> Labels:
-    """Label every (session, symbol) of ``panel`` with its forward return's direction."""
+    """Label every (session, symbol) of ``panel`` with its forward return's direction.
+
+    With ``barrier`` set, the label is a triple-barrier label (Lopez de Prado): the path of the
+    (excess or total) log return after t is watched for ``horizon`` sessions; touching
+    ``+barrier x sigma x sqrt(horizon)`` first gives 1, touching the lower barrier first gives 0,
+    and touching neither gives the direction at the vertical barrier (t + horizon). ``sigma`` is
+    the symbol's 20-session daily volatility known at t. ``forward_return`` stays the return at
+    the vertical barrier, and ``label_end`` stays t + horizon: the conservative end for purging.
+    """
     if horizon < 1:
         raise ValueError(f"horizon must be at least 1 session, got {horizon}")
     if kind not in ("excess", "total"):
         raise ValueError(f"kind must be 'excess' or 'total', got {kind!r}")
+    if barrier is not None and not barrier > 0:
+        raise ValueError(f"barrier must be a positive number of volatilities, got {barrier!r}")
     log_close = np.log(panel.close.to_numpy(dtype="float64"))
-    forward = _lead(log_close, horizon) - log_close
+    market = np.log(panel.proxy["close"].to_numpy(dtype="float64"))[:, None]
+    beta = 0.0
     if kind == "excess":
-        market = np.log(panel.proxy["close"].to_numpy(dtype="float64"))[:, None]
         daily, market_daily = rolling.diff(log_close), rolling.diff(market)
         beta = rolling.ratio(
             rolling.cov(daily, np.broadcast_to(market_daily, daily.shape), beta_lookback),
             rolling.var(market_daily, beta_lookback),
         )
-        forward = forward - beta * (_lead(market, horizon) - market)
+
+    def path(k: int) -> np.ndarray:
+        """The (excess) log return from t to t + k, known only after t + k."""
+        return (_lead(log_close, k) - log_close) - beta * (_lead(market, k) - market)
+
+    forward = path(horizon)
     label = np.where(np.isnan(forward), np.nan, (forward > 0).astype("float64"))
+    if barrier is not None:
+        width = barrier * rolling.std(rolling.diff(log_close), 20) * np.sqrt(horizon)
+        decided = np.zeros(label.shape, dtype=bool)
+        for k in range(1, horizon + 1):
+            step = path(k)
+            up, down = ~decided & (step >= width), ~decided & (step <= -width)
+            label[up], label[down] = 1.0, 0.0
+            decided |= up | down
+        label[np.isnan(forward) | np.isnan(width)] = np.nan
     sessions = panel.sessions
     end = pd.Series(pd.NaT, index=sessions, dtype="datetime64[ns]", name="label_end")
     end.iloc[: max(len(sessions) - horizon, 0)] = sessions[horizon:]

@@ -40,6 +40,7 @@ def build_samples(
     horizon: int = 5,
     kind: str = "excess",
     beta_lookback: int = 252,
+    barrier: float | None = None,
     provenance: str = "window",
     require_label: bool = True,
     features: Iterable[str] | None = None,
@@ -52,7 +53,7 @@ def build_samples(
     """
     sessions = panel.sessions[(panel.sessions >= pd.Timestamp(start)) & (panel.sessions <= pd.Timestamp(end))]
     matrix = compute_features(panel, sessions, features)
-    labels = make_labels(panel, horizon, kind, beta_lookback)  # type: ignore[arg-type]
+    labels = make_labels(panel, horizon, kind, beta_lookback, barrier)  # type: ignore[arg-type]
     frame = matrix.frame
     dates = frame.index.get_level_values("date")
     symbols = frame.index.get_level_values("symbol")

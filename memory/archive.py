@@ -111,7 +111,8 @@ class RareEventArchive:
         windows = [(pd.Timestamp(e.start), pd.Timestamp(e.end)) for e in config.events]
         union = min(w[0] for w in windows), max(w[1] for w in windows)
         samples = build_samples(panel, union[0], union[1], horizon=labels.horizon, kind=labels.kind,
-                                beta_lookback=labels.beta_lookback, provenance="archive", require_label=False)
+                                beta_lookback=labels.beta_lookback, barrier=labels.triple_barrier,
+                                provenance="archive", require_label=False)
         frame = samples.frame
         dates = frame.index.get_level_values("date")
         symbols_with_bars = panel.close.notna()

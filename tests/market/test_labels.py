@@ -103,3 +103,24 @@ def test_labels_shuffled_in_time_score_at_chance(panel_2005_2011: BarPanel) -> N
     assert test.sum() > 30_000
     assert abs(score(shuffled) - 0.5) <= 0.02
     assert score(y) > 0.51
+
+
+def test_triple_barrier_label_decides_on_the_first_barrier_touched(panel_2005_2011: BarPanel) -> None:
+    p = panel_2005_2011
+    plain = make_labels(p, HORIZON, "total")
+    barrier = make_labels(p, HORIZON, "total", barrier=0.5)
+    log_close = np.log(p.close)
+    sigma = log_close.diff().rolling(20).std() * np.sqrt(HORIZON) * 0.5
+    t = p.sessions.get_loc(pd.Timestamp("2010-05-03"))
+    for symbol in p.symbols[:20]:
+        path = [log_close[symbol].iloc[t + k] - log_close[symbol].iloc[t] for k in range(1, HORIZON + 1)]
+        width = sigma[symbol].iloc[t]
+        touches = [(1.0 if r >= width else 0.0) for r in path if abs(r) >= width]
+        expected = touches[0] if touches else float(path[-1] > 0)
+        assert barrier.label[symbol].iloc[t] == expected, symbol
+    # The label differs from the plain direction exactly where a barrier was touched first and
+    # the path then came back across zero; the vertical barrier and label end are unchanged.
+    differs = (barrier.label != plain.label).to_numpy().mean()
+    assert 0.0 < differs < 0.3
+    pd.testing.assert_series_equal(barrier.label_end, plain.label_end)
+    assert barrier.label.iloc[-HORIZON:].isna().all().all()
