@@ -22,10 +22,12 @@ data_app = typer.Typer(help="Market data: fetch into the cache, show what is cac
 config_app = typer.Typer(help="The configuration file.", no_args_is_help=True)
 archive_app = typer.Typer(help="The rare-event archive.", no_args_is_help=True)
 features_app = typer.Typer(help="The feature catalogue.", no_args_is_help=True)
+regimes_app = typer.Typer(help="Market regimes.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 app.add_typer(archive_app, name="archive")
 app.add_typer(features_app, name="features")
+app.add_typer(regimes_app, name="regimes")
 
 # Piped output (CI logs, `make demo | tee`) gets a width that fits the event table unwrapped.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -253,6 +255,48 @@ def archive_show(
     console.print("samples per regime: " + ", ".join(f"{r} {n:,}" for r, n in by_regime.items()))
     listed = ", ".join(f"{v.version} ({v.samples:,} samples, {v.source})" for v in versions)
     console.print(f"versions: {listed}")
+
+
+@regimes_app.command("show")
+def regimes_show(
+    source: SourceOption = None,
+    spells: Annotated[int, typer.Option(min=0, help="How many of the latest regime spells to list.")] = 12,
+    plot: Annotated[bool, typer.Option(help="Draw the price coloured by regime as a PNG.")] = True,
+    config: ConfigOption = None,
+) -> None:
+    """The regime timeline of the market proxy: sessions per regime, the rules that fired, the
+    latest spells, and a PNG of the price coloured by regime with the archive windows marked."""
+    from flows.regimes import regime_timeline
+
+    loaded, settings = _load(config)
+    try:
+        report = regime_timeline(loaded, settings, source, plot=plot)
+    except (MarketDataError, ValueError) as exc:
+        raise _fail(exc) from None
+    timeline = report.timeline
+    counts = timeline.counts()
+    table = Table(title=f"Regimes of the {report.source} market proxy, "
+                        f"{timeline.regime.index[0].date()} to {timeline.regime.index[-1].date()}")
+    table.add_column("regime")
+    for column in counts.columns:
+        table.add_column(str(column), justify="left" if column == "rules" else "right")
+    for regime, row in counts.iterrows():
+        table.add_row(str(regime), *(f"{v:.1%}" if c == "share" else str(v) for c, v in row.items()))
+    console.print(table)
+    fallback = int(timeline.fallback.sum())
+    if fallback:
+        console.print(f"The VIX was missing on {fallback:,} sessions: the realised-volatility fallback "
+                      "labelled them (rules marked 'fallback').")
+    if spells:
+        recent = timeline.spells().tail(spells)
+        listing = Table(title=f"The latest {len(recent)} spells")
+        for column in recent.columns:
+            listing.add_column(str(column))
+        for _, row in recent.iterrows():
+            listing.add_row(*(str(v.date()) if hasattr(v, "date") else str(v) for v in row))
+        console.print(listing)
+    if report.plot is not None:
+        console.print(f"Plot: {report.plot}")
 
 
 @app.command()

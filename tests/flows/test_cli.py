@@ -117,6 +117,13 @@ def test_demo_then_archive_build_and_show() -> None:
     assert code == 0, out
     assert "samples per regime: crash" in out and "versions: 1.1.0" in out
 
+    code, out = run("regimes", "show", "--spells", "3")
+    assert code == 0, out
+    assert "Regimes of the simulated market proxy, 2005-01-03 to 2024-01-31" in out
+    assert "fall >= 15% in 10 sessions" in " ".join(out.split())
+    png = settings.reports_dir / "regimes-simulated.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
 
 def test_ground_truth_export(tmp_path: Path) -> None:
     out = tmp_path / "truth.parquet"
