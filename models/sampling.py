@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import _safe_indexing, check_consistent_length, check_random_state
 
 from market.shares import check_shares_sum_to_one
-from market.vocabulary import REGIMES
+from market.vocabulary import REGIMES, Regime
 from models.config import SamplingConfig
 
 __all__ = [
@@ -47,6 +47,11 @@ _QUOTA_DECIMALS = 9
 #: A regime whose target share is at least its current share, up to this relative tolerance, is
 #: one that ``size="keep_rare"`` must keep whole.
 _SHARE_TOLERANCE = 1e-9
+#: The storm regimes the archive exists for: ``size="keep_rare"`` never drops one of their rows,
+#: even when a large archive puts them above their target share (notes/simulator.md: cutting
+#: crash rows to a fixed size did worse than keeping them all).
+RARE_REGIMES: tuple[str, ...] = (Regime.CRASH.value, Regime.RECOVERY.value)
+_RARE = np.isin(np.array(_REGIME_NAMES), RARE_REGIMES)
 
 
 def encode_regimes(regimes: Any) -> np.ndarray:
@@ -126,9 +131,11 @@ def _allocate(shares: np.ndarray, totals: np.ndarray) -> np.ndarray:
 
 
 def _keep_rare_size(shares: np.ndarray, counts: np.ndarray) -> int:
-    """The smallest size whose allocation keeps every row of each regime with share >= current."""
+    """The smallest size whose allocation keeps every row of the storm regimes and of each regime
+    whose target share is at least its current share."""
     n = counts.sum()
-    keep = (shares > 0) & (counts > 0) & (shares * n >= counts * (1.0 - _SHARE_TOLERANCE))
+    under = shares * n >= counts * (1.0 - _SHARE_TOLERANCE)
+    keep = (shares > 0) & (counts > 0) & (under | _RARE)
     need, share = counts[keep], shares[keep]
     # A count is at most ceil(share * size), so share * size > need - 1 is necessary, and
     # floor(share * size) >= need, i.e. share * size >= need, is sufficient.
@@ -208,13 +215,13 @@ class RegimeBalancedSampler(BaseEstimator):
     size : int or {"keep_rare", "same"}, default="keep_rare"
         The balanced number of rows. An int asks for exactly that many. ``"same"`` keeps the
         input's size. ``"keep_rare"`` is the smallest size ``N`` at which every regime that must
-        be kept or oversampled (target share >= its share of the input, and at least one row)
-        gets at least as many rows as it has, i.e. ``largest_remainder(targets, N)[r] >= count[r]``
-        for each such regime ``r``: no row of an under-represented regime is dropped, and only
-        over-represented regimes are undersampled. It lies within ``1 / target`` rows below
-        ``max(count[r] / target[r])``. A rare regime that already exceeds its target share (a
-        large archive) counts as over-represented and is undersampled; give it a larger target
-        or an int size to keep it whole.
+        be kept gets at least as many rows as it has, i.e. ``largest_remainder(targets, N)[r] >=
+        count[r]`` for each such regime ``r`` (with at least one row and a positive target): the
+        storm regimes of :data:`RARE_REGIMES` (crash, recovery) always, and every regime whose
+        target share is at least its share of the input. No storm row and no row of an
+        under-represented regime is dropped; only over-represented calm regimes are undersampled,
+        and the others are oversampled around the storm rows. It lies within ``1 / target`` rows
+        below ``max(count[r] / target[r])`` over the kept regimes.
     empty_regime_policy : {"redistribute", "fail"}, default="redistribute"
         What to do about a regime with a positive target but no rows. ``"redistribute"`` spreads
         its target share over the non-empty regimes in proportion to their targets and says so

@@ -130,14 +130,17 @@ def test_keep_rare_keeps_a_large_archive_of_crash_rows_that_a_fixed_size_would_c
     assert sampler.report_["crash"].count_after == 6760
 
 
-def test_keep_rare_undersamples_a_rare_regime_that_is_above_its_target_share() -> None:
-    # "Kept" means target share >= current share: an archive big enough to put crash above 10%
-    # of the input has crash rows dropped like any majority regime's.
+def test_keep_rare_keeps_storm_rows_even_above_their_target_share() -> None:
+    # An archive big enough to put crash above its 10% target still keeps every crash row: the
+    # size grows to 67,595 (6,760 at 10%) and the calm regimes fill the rest.
     counts = {"normal": 30000, "low_volatility": 8000, "high_volatility": 6000, "crash": 6760, "recovery": 1500}
+    regimes = make_regimes(counts)
     sampler = RegimeBalancedSampler(random_state=0)
-    sampler.sample_indices(make_regimes(counts))
-    assert sampler.size_ == 39999  # low_volatility's 8,000 rows at 20% (7,999.8 rounds up)
-    assert sampler.report_["crash"].dropped == 6760 - 4000
+    indices = sampler.sample_indices(regimes)
+    assert sampler.size_ == 67595
+    assert set(np.flatnonzero(regimes == "crash")) <= set(indices)
+    assert sampler.report_["crash"].dropped == 0 and sampler.report_["recovery"].dropped == 0
+    assert sampler.report_["normal"].dropped == 30000 - 27038
 
 
 def test_keep_rare_size_is_minimal_where_rounding_up_helps() -> None:
@@ -379,7 +382,8 @@ def test_balancing_properties_over_random_mixes(counts, weights, size, seed) -> 
         assert sampler.report_[name].count_after == drawn[code]
     if size == "keep_rare":
         n = available.sum()
-        kept = (effective > 0) & (available > 0) & (effective * n >= available * (1 - 1e-9))
+        storm = np.isin(np.array(NAMES), ["crash", "recovery"])
+        kept = (effective > 0) & (available > 0) & ((effective * n >= available * (1 - 1e-9)) | storm)
         assert np.all(drawn[kept] >= available[kept])
         if total > 1:
             assert not np.all(largest_remainder(effective, total - 1)[kept] >= available[kept])
