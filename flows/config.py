@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from market.checks import SemVer
 from market.config import MarketConfig
 from memory.config import MemoryConfig
 from models.config import ModelsConfig
@@ -26,7 +26,6 @@ from monitors.config import MonitorsConfig
 
 #: The default configuration shipped at the repository root.
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "stormwatch.yaml"
-_SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 
 
 class ConfigError(ValueError):
@@ -72,19 +71,12 @@ class StormwatchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: str
+    version: SemVer
     market: MarketConfig
     memory: MemoryConfig
     monitors: MonitorsConfig = MonitorsConfig()
     models: ModelsConfig = ModelsConfig()
     flows: FlowsConfig = FlowsConfig()
-
-    @field_validator("version")
-    @classmethod
-    def _semver(cls, value: str) -> str:
-        if not _SEMVER.fullmatch(value):
-            raise ValueError(f"version {value!r} is not MAJOR.MINOR.PATCH")
-        return value
 
     def content_hash(self) -> str:
         """sha256 of the validated values in canonical JSON: equal configurations hash equal."""

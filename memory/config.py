@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from market.shares import check_shares_sum_to_one
+from market.checks import SemVer, check_shares_sum_to_one
 from market.vocabulary import Regime
-
-_SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 
 
 class _Section(BaseModel):
@@ -36,15 +33,8 @@ class ArchiveEvent(_Section):
 class ArchiveConfig(_Section):
     """The archive's events, versioned: a changed event list must come with a new version."""
 
-    version: str = "1.1.0"
+    version: SemVer = "1.1.0"
     events: tuple[ArchiveEvent, ...]
-
-    @field_validator("version")
-    @classmethod
-    def _semver(cls, value: str) -> str:
-        if not _SEMVER.fullmatch(value):
-            raise ValueError(f"version {value!r} is not MAJOR.MINOR.PATCH")
-        return value
 
     @model_validator(mode="after")
     def _events_consistent(self) -> ArchiveConfig:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from market.shares import check_shares_sum_to_one
+from market.checks import check_shares_sum_to_one
 from market.vocabulary import REGIMES, Regime
 
 ModelName = Literal[

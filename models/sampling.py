@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from market.checks import check_shares_sum_to_one
 from sklearn.base import BaseEstimator
 from sklearn.utils import _safe_indexing, check_consistent_length, check_random_state
 
-from market.shares import check_shares_sum_to_one
 from market.vocabulary import REGIMES, Regime
 from models.config import SamplingConfig
+from models.reports import PerRegimeRows
 
 __all__ = [
     "RegimeBalancedSampler",
@@ -170,7 +171,7 @@ class RegimeSampling:
 
 
 @dataclass(frozen=True)
-class SamplingReport:
+class SamplingReport(PerRegimeRows):
     """Before/after regime counts and shares of one balancing, one row per regime.
 
     ``size_rule`` is the ``size`` parameter the sampler was given (``"keep_rare"``, ``"same"`` or
@@ -185,16 +186,6 @@ class SamplingReport:
     empty_regimes: tuple[str, ...]
     empty_regime_policy: str
     empty_regime_note: str
-
-    def __getitem__(self, regime: str) -> RegimeSampling:
-        for row in self.regimes:
-            if row.regime == regime:
-                return row
-        raise KeyError(regime)
-
-    def to_frame(self) -> pd.DataFrame:
-        """The per-regime rows as a DataFrame indexed by regime."""
-        return pd.DataFrame([vars(row) for row in self.regimes]).set_index("regime")
 
 
 class RegimeBalancedSampler(BaseEstimator):

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.metrics import accuracy_score, mean_absolute_error
 from sklearn.utils import check_consistent_length
 
 from market.vocabulary import REGIMES
 from models.config import ModelsConfig
+from models.reports import PerRegimeRows
 from models.sampling import encode_regimes, per_regime
 
 __all__ = ["RegimeWeighter", "RegimeWeightShare", "WeightReport", "weighted_accuracy", "weighted_mae"]
@@ -40,23 +40,13 @@ class RegimeWeightShare:
 
 
 @dataclass(frozen=True)
-class WeightReport:
+class WeightReport(PerRegimeRows):
     """Per-regime shares of samples and of weight, with ``n`` samples of total weight
     ``effective_size`` (shares are NaN when there are no samples)."""
 
     regimes: tuple[RegimeWeightShare, ...]
     n: int
     effective_size: float
-
-    def __getitem__(self, regime: str) -> RegimeWeightShare:
-        for row in self.regimes:
-            if row.regime == regime:
-                return row
-        raise KeyError(regime)
-
-    def to_frame(self) -> pd.DataFrame:
-        """The per-regime rows as a DataFrame indexed by regime."""
-        return pd.DataFrame([vars(row) for row in self.regimes]).set_index("regime")
 
 
 class RegimeWeighter(BaseEstimator):
