@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from market.checks import check_shares_sum_to_one
 from sklearn.base import BaseEstimator
 from sklearn.utils import _safe_indexing, check_consistent_length, check_random_state
 
+from market.checks import check_shares_sum_to_one
 from market.vocabulary import REGIMES, Regime
 from models.config import SamplingConfig
 from models.reports import PerRegimeRows
