@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/stormwatch demo
 
 test: $(STAMP)
+	$(BIN)/ruff check market memory monitors models flows tests benchmarks
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
