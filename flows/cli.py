@@ -312,6 +312,7 @@ def demo(
     with _progress() as progress:
         task = progress.add_task("simulate and cache", total=len(loaded.config.market.universe.symbols) + 1,
                                  symbol="")
+        # Labelling regimes and building the archive follow the fetch; they take seconds.
         summary = run_demo(loaded, settings, today=day,
                            on_progress=lambda s: progress.update(task, advance=1, symbol=s))
     fetch = summary.fetch
@@ -326,11 +327,12 @@ def demo(
     for sector, count in summary.symbols_per_sector.items():
         sectors.add_row(sector, str(count))
     console.print(sectors)
-    regimes = Table(title="Share of sessions per regime (the simulator's true regime)")
-    regimes.add_column("regime")
-    regimes.add_column("share", justify="right")
+    regimes = Table(title="Sessions per regime: the simulator's truth and the causal labeler's reading")
+    for column in ("regime", "true share", "labelled share", "true sessions labelled so"):
+        regimes.add_column(column, justify="left" if column == "regime" else "right")
     for regime, share in summary.regime_shares.items():
-        regimes.add_row(regime, f"{share:.1%}")
+        regimes.add_row(regime, f"{share:.1%}", f"{summary.labelled_shares[regime]:.1%}",
+                        f"{summary.labeller_recall[regime]:.0%}")
     console.print(regimes)
     events = Table(title="The eight archive events in the simulated market proxy")
     for column in ("event", "window", "regime", "sessions", "return", "max drawdown",
@@ -341,7 +343,15 @@ def demo(
         events.add_row(name, f"{s.start}..{s.end}", regime, str(s.sessions), f"{s.total_return:+.1%}",
                        f"{s.max_drawdown:.1%}", f"{s.worst_10_session_fall:.1%}", f"{s.peak_vix:.1f}")
     console.print(events)
-    console.print(f"Cached under {settings.cache_dir}; `stormwatch data show SPY` shows a series.")
+    build = summary.archive
+    state = "built" if build.built else "unchanged"
+    title = f"The rare-event archive {build.version} ({state}): {build.samples:,} samples, {build.seconds:.1f} s"
+    console.print(_archive_table(build.counts, title))
+    console.print(f"Bars cached under {settings.cache_dir}; archive at {build.path}.")
+    if summary.regime_plot is not None:
+        console.print(f"Regime plot: {summary.regime_plot}")
+    console.print("Next: `stormwatch data show SPY`, `stormwatch regimes show`, `stormwatch archive show`, "
+                  "`stormwatch features list`.")
 
 
 if __name__ == "__main__":
