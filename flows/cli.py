@@ -345,7 +345,8 @@ def demo(
     console.print(events)
     build = summary.archive
     state = "built" if build.built else "unchanged"
-    title = f"The rare-event archive {build.version} ({state}): {build.samples:,} samples, {build.seconds:.1f} s"
+    title = (f"The rare-event archive {build.version} ({state}): "
+             f"{build.samples:,} samples in {build.seconds:.1f} s")
     console.print(_archive_table(build.counts, title))
     console.print(f"Bars cached under {settings.cache_dir}; archive at {build.path}.")
     if summary.regime_plot is not None:
