@@ -227,6 +227,10 @@ def archive_build(source: SourceOption = None, config: ConfigOption = None) -> N
     state = "built" if build.built else "unchanged, nothing rebuilt"
     console.print(_archive_table(build.counts, f"Archive {build.version} ({state})"))
     console.print(f"{build.samples:,} samples in {build.seconds:.1f} s, stored at {build.path}")
+    empty = build.counts.loc[build.counts["samples"] == 0, "event"].tolist()
+    if empty:
+        console.print(f"[yellow]No samples for {len(empty)} event(s) outside this source's history:[/yellow] "
+                      + ", ".join(empty))
 
 
 @archive_app.command("show")

@@ -135,3 +135,18 @@ def test_ground_truth_export(tmp_path: Path) -> None:
     assert truth["symbol"].nunique() == 76
     crisis = truth[(truth["date"] >= "2008-10-01") & (truth["date"] <= "2008-10-31")]
     assert (crisis["regime"] == "crash").all()
+
+
+def test_real_bundled_history_end_to_end() -> None:
+    """Real data offline: the archive has the events the history covers and says which it lacks;
+    the regime labeler falls back to realised volatility where the VIX is missing."""
+    code, out = run("data", "fetch", "--source", "bundled")
+    assert code == 0, out
+    assert "Data is real" in out and "^GSPC" in out
+    code, out = run("archive", "build", "--source", "bundled")
+    assert code == 0, out
+    text = " ".join(out.split())
+    assert "2008 financial crisis" in text and "No samples for 6 event(s)" in text
+    code, out = run("regimes", "show", "--source", "bundled", "--no-plot")
+    assert code == 0, out
+    assert "realised-volatility fallback labelled them" in " ".join(out.split())
