@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn import metrics
+from sklearn.base import clone
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.utils import metadata_routing
 
@@ -660,7 +661,83 @@ def regime_metrics(
     return table
 
 
+# --------------------------------------------------------------------------------------------
+# Evaluation: fit on purged training rows, score on the held-out rows
+# --------------------------------------------------------------------------------------------
+
+
+def _fit_and_predict(estimator: Any, train: pd.DataFrame, test: pd.DataFrame, features: Sequence[str],
+                     label: str, sample_weight: str | None) -> np.ndarray:
+    model = clone(estimator)
+    fit_params = {} if sample_weight is None else {"sample_weight": train[sample_weight].to_numpy()}
+    model.fit(train[list(features)], train[label].to_numpy(dtype=np.int64), **fit_params)
+    proba = model.predict_proba(test[list(features)])
+    return proba[:, list(model.classes_).index(1)] if proba.ndim == 2 else proba
+
+
+def evaluate_regime_sets(
+    estimator: Any,
+    train: pd.DataFrame,
+    sets: dict[Regime, pd.DataFrame],
+    features: Sequence[str],
+    *,
+    label: str = "label",
+    sample_weight: str | None = None,
+    embargo_sessions: int = 5,
+    sessions: Any = None,
+) -> pd.DataFrame:
+    """Fit a clone of ``estimator`` on ``train`` purged against every validation set, then score
+    it on the five sets: :func:`regime_metrics` per regime and overall.
+
+    ``sample_weight`` names a column of ``train`` passed to ``fit`` (the regime weights).
+    """
+    held = [frame for frame in sets.values() if len(frame)]
+    if not held:
+        raise ValueError("every validation set is empty: nothing to score")
+    kept = purge_training(train, held, embargo_sessions=embargo_sessions, sessions=sessions)
+    validation = pd.concat(held)
+    proba = _fit_and_predict(estimator, kept, validation, features, label, sample_weight)
+    table = regime_metrics(validation[label].to_numpy(), proba, validation["regime"].astype(str).to_numpy())
+    table.attrs["train_rows"] = len(kept)
+    table.attrs["purged_rows"] = len(train) - len(kept)
+    return table
+
+
+def evaluate_leave_one_event_out(
+    estimator: Any,
+    archive: pd.DataFrame,
+    features: Sequence[str],
+    *,
+    label: str = "label",
+    sample_weight: str | None = None,
+    embargo_sessions: int = 5,
+    sessions: Any = None,
+    event_column: str = "event",
+) -> pd.DataFrame:
+    """Train without each archive event in turn and score on it (SPEC.md module 4).
+
+    Returns one row per held-out event, in time order: its regime (when the archive has a
+    ``regime`` column), the training and test row counts, and the metrics of
+    :data:`METRIC_COLUMNS` on the held-out event. How well a model trained on the *other* storms
+    does on a storm it never saw is the honest measure of what the archive teaches.
+    """
+    rows = []
+    for event, train_idx, test_idx in leave_one_event_out(
+        archive, embargo_sessions=embargo_sessions, sessions=sessions, event_column=event_column
+    ):
+        train, test = archive.iloc[train_idx], archive.iloc[test_idx]
+        if train[label].nunique() < 2:
+            raise ValueError(f"training without {event!r} leaves fewer than two classes")
+        proba = _fit_and_predict(estimator, train, test, features, label, sample_weight)
+        scores = _metrics(test[label].to_numpy(dtype=np.int64), proba, None)
+        regime = str(test["regime"].iloc[0]) if "regime" in test.columns else ""
+        rows.append({"event": event, "regime": regime, "train_rows": len(train), **scores})
+    table = pd.DataFrame(rows).set_index("event")
+    return table[["regime", "train_rows", *METRIC_COLUMNS]]
+
+
 __all__: Sequence[str] = (
     "ARCHIVE_REGIMES", "Fold", "METRIC_COLUMNS", "PurgedWalkForward", "WINDOW_REGIMES",
-    "leave_one_event_out", "purge_mask", "purge_training", "regime_metrics", "regime_validation_sets",
+    "evaluate_leave_one_event_out", "evaluate_regime_sets", "leave_one_event_out", "purge_mask",
+    "purge_training", "regime_metrics", "regime_validation_sets",
 )

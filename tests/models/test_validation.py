@@ -12,6 +12,7 @@ import pytest
 import sklearn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import TimeSeriesSplit, cross_validate
@@ -25,6 +26,8 @@ from models.config import ValidationConfig
 from models.validation import (
     METRIC_COLUMNS,
     PurgedWalkForward,
+    evaluate_leave_one_event_out,
+    evaluate_regime_sets,
     leave_one_event_out,
     purge_mask,
     purge_training,
@@ -470,3 +473,59 @@ def test_integer_weights_equal_repeated_rows() -> None:
     assert weighted.loc["overall", "weight"] == w.sum() and weighted.loc["overall", "n"] == 60
     with pytest.raises(ValueError, match="only 0 and 1"):
         regime_metrics([0, 2], [0.1, 0.2], ["normal", "normal"])
+
+
+# -- evaluation on simulated samples ------------------------------------------------------------
+
+EVAL_FEATURES = ["ret_5", "ret_20", "vol_20", "rsi_14", "excess_ret_5", "rel_sector_ret_5", "vix_level"]
+
+
+@pytest.fixture(scope="module")
+def simulated_archive_and_window() -> tuple[pd.DataFrame, pd.DataFrame]:
+    from tests.panels import small_universe
+
+    panel = simulated_panel(date(2021, 12, 31), small_universe())
+    events = [("2008 financial crisis", "2008-09-01", "2009-03-31", "crash"),
+              ("2020 COVID crash", "2020-02-20", "2020-03-23", "crash"),
+              ("2020 COVID recovery", "2020-03-24", "2020-06-30", "recovery")]
+    parts = [build_samples(panel, start, end, provenance="archive", features=EVAL_FEATURES).frame
+             .assign(event=name, regime=regime) for name, start, end, regime in events]
+    window = build_samples(panel, "2021-01-04", "2021-12-20", features=EVAL_FEATURES).frame
+    return pd.concat(parts), window
+
+
+def test_leave_one_event_out_evaluation_scores_each_storm_unseen(simulated_archive_and_window) -> None:
+    archive, _ = simulated_archive_and_window
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    table = evaluate_leave_one_event_out(model, archive, EVAL_FEATURES)
+    assert list(table.index) == ["2008 financial crisis", "2020 COVID crash", "2020 COVID recovery"]
+    sizes = archive.groupby("event").size()
+    assert (table["n"] == sizes.reindex(table.index)).all()
+    assert list(table["regime"]) == ["crash", "crash", "recovery"]
+    # The adjacent COVID events purge each other's overlapping labels: fewer training rows than
+    # "everything else".
+    others = len(archive) - table["n"]
+    assert (table.loc[["2020 COVID crash", "2020 COVID recovery"], "train_rows"]
+            < others.loc[["2020 COVID crash", "2020 COVID recovery"]]).all()
+    # The numbers are those of a model fitted on exactly that split.
+    event, train_idx, test_idx = next(iter(leave_one_event_out(archive)))
+    manual = clone(model).fit(archive.iloc[train_idx][EVAL_FEATURES], archive.iloc[train_idx]["label"].astype(int))
+    accuracy = (manual.predict(archive.iloc[test_idx][EVAL_FEATURES]) == archive.iloc[test_idx]["label"]).mean()
+    assert table.loc[event, "accuracy"] == pytest.approx(accuracy)
+
+
+def test_regime_set_evaluation_purges_then_scores_every_regime(simulated_archive_and_window) -> None:
+    archive, window = simulated_archive_and_window
+    window_regimes = _vix_regime(window["vix_level"].to_numpy())
+    sets = regime_validation_sets(window, archive, window_regimes=window_regimes)
+    train = pd.concat([window, archive.drop(columns=["event", "regime"])])
+    weights = np.where(train["provenance"].astype(str) == "archive", 2.0, 1.0)
+    table = evaluate_regime_sets(LogisticRegression(max_iter=500), train.assign(weight=weights), sets,
+                                 EVAL_FEATURES, sample_weight="weight")
+    present = [r.value for r, frame in sets.items() if len(frame)]
+    assert list(table.index) == [*present, "overall"]
+    assert {"crash", "recovery"} <= set(present)
+    assert table.loc["overall", "n"] == sum(len(f) for f in sets.values())
+    assert table.attrs["purged_rows"] >= sum(len(f) for f in sets.values())  # validation rows at least
+    with pytest.raises(ValueError, match="every validation set is empty"):
+        evaluate_regime_sets(LogisticRegression(), train, {r: f.iloc[:0] for r, f in sets.items()}, EVAL_FEATURES)
