@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import features
+from benchmarks import features, quality
 
 
 def main() -> int:
     failures = features.main()
+    print()
+    failures += quality.main()
     return 1 if failures else 0
 
 
