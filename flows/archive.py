@@ -39,9 +39,13 @@ def build_archive(
     *,
     on_fetch: Callable[[str], None] | None = None,
     on_progress: Callable[[str], None] | None = None,
+    panel: BarPanel | None = None,
 ) -> ArchiveBuild:
-    """Build (or find unchanged) the archive of the configured events from cached bars."""
-    name, panel = cached_panel(loaded, settings, source_name, on_fetch)
+    """Build (or find unchanged) the archive of the configured events from cached bars (or from
+    ``panel``, the source's cached panel a caller already loaded)."""
+    if panel is None:
+        source_name, panel = cached_panel(loaded, settings, source_name, on_fetch)
+    name = source_name or loaded.config.market.sources.default
     archive = open_archive(settings)
     try:
         return archive.build(loaded.config.memory.archive, panel, loaded.config.market.labels, name,

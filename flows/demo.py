@@ -14,6 +14,7 @@ from flows.config import LoadedConfig, Settings
 from flows.data import FetchOutcome, fetch_market_data
 from flows.regimes import regime_timeline
 from market.cache import BarCache
+from market.panel import load_panel
 from market.sources.simulated import SimulatedSource
 from market.summary import WindowStats, window_stats
 from market.vocabulary import REGIMES
@@ -55,16 +56,16 @@ def run_demo(
     fetch = fetch_market_data(
         loaded, settings, source, config.market.universe, end=end, on_progress=on_progress
     )
-    cache = BarCache(settings.cache_dir, source.info.name)
-    proxy = cache.read(config.market.universe.market_proxy)["close"]
-    vix = cache.read_series(config.market.universe.vix_symbol)
+    # The cached bars, loaded once for the summary, the regimes and the archive.
+    panel = load_panel(BarCache(settings.cache_dir, source.info.name), config.market.universe)
+    proxy = panel.proxy["close"]
     simulated_regimes = source.market().regimes.loc[proxy.index]
     counts = Counter(simulated_regimes)
-    regimes = regime_timeline(loaded, settings, source.info.name)
+    regimes = regime_timeline(loaded, settings, source.info.name, panel=panel)
     labelled = regimes.timeline.regime.reindex(proxy.index)
     events = config.memory.archive.events
-    stats = window_stats(proxy, vix, [(e.name, e.start, e.end) for e in events])
-    archive = build_archive(loaded, settings, source.info.name)
+    stats = window_stats(proxy, panel.vix, [(e.name, e.start, e.end) for e in events])
+    archive = build_archive(loaded, settings, source.info.name, panel=panel)
     return DemoSummary(
         fetch=fetch,
         symbols_per_sector={
