@@ -1,4 +1,4 @@
-"""Feature engine and archive speed, against TA-Lib (the C floor) and ``ta`` (a pure-Python peer).
+"""Feature engine, archive, simulator and regime-labeler speed, against TA-Lib (the C floor) and ``ta`` (a pure-Python peer).
 
 What is measured, on the default 76-symbol simulated universe cached as Parquet:
 
@@ -31,8 +31,10 @@ from flows.data import fetch_market_data, resolve_source
 from market.cache import BarCache
 from market.features import FEATURE_NAMES, compute_features
 from market.panel import BarPanel, load_panel
+from market.sources.simulated import simulate_market
 from memory.archive import RareEventArchive
 from memory.store import Store
+from monitors.regimes import RegimeLabeler
 
 ARCHIVE_TARGET_SECONDS = 5.0
 FLOOR_RATIO_TARGET = 4.0
@@ -108,6 +110,10 @@ def main() -> list[str]:
         peak_bytes = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
 
+        simulate_seconds = best_of(3, lambda: simulate_market(universe, loaded.config.market.sources.simulated,
+                                                              today=date(2026, 11, 20)))
+        labeler = RegimeLabeler(loaded.config.monitors.regimes)
+        label_seconds = best_of(5, lambda: labeler.label(panel.proxy["close"], panel.vix))
         ours_seconds = best_of(3, lambda: compute_features(panel))
         floor_seconds = best_of(5, lambda: talib_floor(panel))
         peer_seconds = best_of(1, lambda: ta_peer(panel))
@@ -129,6 +135,9 @@ def main() -> list[str]:
             ("ta (pure Python), same indicators", f"{peer_seconds:.2f} s", f"{peer_ns:.1f} ns/value"),
             ("ours / TA-Lib per value", f"{ours_ns / floor_ns:.2f}x", f"target <= {FLOOR_RATIO_TARGET:.0f}x"),
             ("ours / ta per value", f"{ours_ns / peer_ns:.3f}x", "below 1 is faster than the peer"),
+            ("simulate the default market", f"{simulate_seconds:.2f} s",
+             f"{len(panel.symbols) + 1} series, {len(panel.sessions):,} sessions + live period"),
+            ("label the proxy's regimes", f"{label_seconds * 1000:.0f} ms", f"{len(panel.sessions):,} sessions"),
         ],
         columns=["measure", "value", "note"],
     )

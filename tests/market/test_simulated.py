@@ -278,10 +278,9 @@ def test_ground_truth_is_long_and_excludes_the_proxy(market: SimulatedMarket) ->
     assert row["regime"] == market.regimes.iloc[1000]
 
 
-def test_default_simulation_is_fast_and_memoised(
+def test_default_simulation_is_memoised(
     source: SimulatedSource, timed_market: tuple[SimulatedMarket, float], universe: Universe
 ) -> None:
-    market, seconds = timed_market
-    assert seconds < 10  # about 1.5 s alone on a 2-core machine; loose for shared runners
+    market, _ = timed_market  # its speed is measured by `make bench`, not asserted here
     again = SimulatedSource(universe, SimulatorSettings(), horizon=5, today=TODAY)
     assert again.market() is market

@@ -3,7 +3,6 @@ labels compare with the simulated market's true regimes and with real 2008 histo
 
 from __future__ import annotations
 
-import time
 from datetime import date
 
 import numpy as np
@@ -317,22 +316,6 @@ def test_label_samples_attaches_the_session_regime_to_each_sample() -> None:
     assert label_samples(timeline, dates).tolist() == ["low_volatility", "crash", "crash", "low_volatility"]
     with pytest.raises(KeyError, match="not sessions"):
         label_samples(timeline, pd.DatetimeIndex(["2030-01-01"]))
-
-
-def test_six_thousand_sessions_label_well_under_half_a_second() -> None:
-    rng = np.random.default_rng(1)
-    close = pd.Series(100.0 * np.exp(np.cumsum(rng.standard_t(3, 6000) * 0.015)),
-                      index=pd.bdate_range("1995-01-02", periods=6000))
-    vix = pd.Series(rng.uniform(10, 45, 6000), index=close.index).iloc[3000:]
-    labeler = RegimeLabeler()
-    best = min(_timed(lambda: labeler.label(close, vix)) for _ in range(3))
-    assert best < 0.25
-
-
-def _timed(call) -> float:  # noqa: ANN001
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
 
 
 # --- the simulated market, against its true regimes ----------------------------------------------
