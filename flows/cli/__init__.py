@@ -1,0 +1,19 @@
+"""The ``stormwatch`` command line: one Typer sub-app per area, joined here; rich output and
+progress bars. Each area's commands live in their own module."""
+
+from __future__ import annotations
+
+import typer
+
+from flows.cli import archive, config_commands, data, demo, features, regimes
+
+app = typer.Typer(help="Stormwatch: keep trading models honest through market storms.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(data.app, name="data")
+app.add_typer(config_commands.app, name="config")
+app.add_typer(archive.app, name="archive")
+app.add_typer(features.app, name="features")
+app.add_typer(regimes.app, name="regimes")
+app.command()(demo.demo)
+
+__all__ = ["app"]

@@ -1,0 +1,67 @@
+"""``stormwatch demo``: the story so far, on the embedded simulated market."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from flows.cli.archive import archive_table
+from flows.cli.common import ConfigOption, console, load, parse_day, progress_bar
+
+
+def demo(
+    config: ConfigOption = None,
+    today: Annotated[str | None, typer.Option(help="Pretend today is this date (YYYY-MM-DD).")] = None,
+) -> None:
+    """Simulate and cache the market, label its regimes, build the archive, and summarise the
+    storms it went through."""
+    from flows.demo import run_demo
+
+    loaded, settings = load(config)
+    day = parse_day(today, "--today")
+    with progress_bar() as progress:
+        task = progress.add_task("simulate and cache", total=len(loaded.config.market.universe.symbols) + 1,
+                                 symbol="")
+        # Labelling regimes and building the archive follow the fetch; they take seconds.
+        summary = run_demo(loaded, settings, today=day,
+                           on_progress=lambda s: progress.update(task, advance=1, symbol=s))
+    fetch = summary.fetch
+    console.print(
+        f"\n[bold]Simulated market[/bold] (seed {loaded.config.market.sources.simulated.seed}, "
+        f"config v{loaded.version} {loaded.content_hash[:12]}): {len(fetch.results)} series, "
+        f"{summary.sessions} NYSE sessions from {summary.first_session} to {summary.last_session}."
+    )
+    sectors = Table(title="Symbols per GICS sector")
+    sectors.add_column("sector")
+    sectors.add_column("symbols", justify="right")
+    for sector, count in summary.symbols_per_sector.items():
+        sectors.add_row(sector, str(count))
+    console.print(sectors)
+    regimes = Table(title="Sessions per regime: the simulator's truth and the causal labeler's reading")
+    for column in ("regime", "true share", "labelled share", "true sessions labelled so"):
+        regimes.add_column(column, justify="left" if column == "regime" else "right")
+    for regime, share in summary.regime_shares.items():
+        regimes.add_row(regime, f"{share:.1%}", f"{summary.labelled_shares[regime]:.1%}",
+                        f"{summary.labeller_recall[regime]:.0%}")
+    console.print(regimes)
+    events = Table(title="The eight archive events in the simulated market proxy")
+    for column in ("event", "window", "regime", "sessions", "return", "max drawdown",
+                   "worst 10-day fall", "peak VIX"):
+        events.add_column(column, justify="left" if column in ("event", "window", "regime") else "right",
+                          no_wrap=True)
+    for name, regime, s in summary.events:
+        events.add_row(name, f"{s.start}..{s.end}", regime, str(s.sessions), f"{s.total_return:+.1%}",
+                       f"{s.max_drawdown:.1%}", f"{s.worst_10_session_fall:.1%}", f"{s.peak_vix:.1f}")
+    console.print(events)
+    build = summary.archive
+    state = "built" if build.built else "unchanged"
+    title = (f"The rare-event archive {build.version} ({state}): "
+             f"{build.samples:,} samples in {build.seconds:.1f} s")
+    console.print(archive_table(build.counts, title))
+    console.print(f"Bars cached under {settings.cache_dir}; archive at {build.path}.")
+    if summary.regime_plot is not None:
+        console.print(f"Regime plot: {summary.regime_plot}")
+    console.print("Next: `stormwatch data show SPY`, `stormwatch regimes show`, `stormwatch archive show`, "
+                  "`stormwatch features list`.")
