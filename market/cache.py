@@ -170,7 +170,9 @@ class BarCache:
 
     def refresh_series(self, symbol: str, fetch: Callable[[date, date], pd.Series],
                        start: date, end: date) -> pd.Series:
-        """Cache a single series (the VIX close): fetch what is missing, append, write atomically."""
+        """Cache a single series (the VIX close), written atomically. When the cached series does
+        not cover ``[start, end]`` the whole range is fetched again (one call, a small series) and
+        merged over it, newer values winning; a non-positive value is refused before writing."""
         path = self.series_path_for(symbol)
         old = pd.read_parquet(path).iloc[:, 0] if path.exists() else None
         first_day, last_day = pd.Timestamp(start), pd.Timestamp(end)
