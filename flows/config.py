@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from memory.config import MemoryConfig
 from models.config import ModelsConfig
 from monitors.config import MonitorsConfig
 
-#: The default configuration shipped at the repository root.
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "stormwatch.yaml"
+#: The default configuration, shipped inside the ``flows`` package (so an installed wheel has it).
+DEFAULT_CONFIG_PATH = Path(str(resources.files("flows").joinpath("stormwatch.yaml")))
 
 
 class ConfigError(ValueError):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO_ROOT / "stormwatch.yaml"
+DEFAULT_CONFIG = REPO_ROOT / "flows" / "stormwatch.yaml"
 
 
 @pytest.fixture(autouse=True)

@@ -42,7 +42,7 @@ SHORT = SimulatorSettings(
 
 @pytest.fixture(scope="module")
 def universe() -> Universe:
-    config = yaml.safe_load((ROOT / "stormwatch.yaml").read_text())
+    config = yaml.safe_load((ROOT / "flows" / "stormwatch.yaml").read_text())
     return Universe.model_validate(config["market"]["universe"])
 
 
