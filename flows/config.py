@@ -4,16 +4,22 @@
 key against the rooms' pydantic models and fails with errors that name the key, so a typo never
 silently falls back to a default. Its content hash (of the validated values, not the file's
 bytes, so comments and formatting do not change it) and version travel with every run.
+
+The default file ships inside the package (``flows/stormwatch.yaml``), so an installed wheel
+finds it wherever it runs. Which file a command reads (:func:`resolve_config_path`): the one
+given with ``--config``, else ``STORMWATCH_CONFIG``, else ``./stormwatch.yaml`` in the working
+directory, else the packaged default. ``stormwatch config init`` writes an editable copy.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -28,9 +34,40 @@ from monitors.config import MonitorsConfig
 #: The default configuration, shipped inside the ``flows`` package (so an installed wheel has it).
 DEFAULT_CONFIG_PATH = Path(str(resources.files("flows").joinpath("stormwatch.yaml")))
 
+#: The file name looked for in the working directory.
+LOCAL_CONFIG_NAME = "stormwatch.yaml"
+
+#: Where the configuration came from, in the order a command looks (first found wins).
+ConfigOrigin = Literal["--config", "STORMWATCH_CONFIG", "working directory", "packaged default"]
+
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names the file and every bad key."""
+
+
+class HomeUnavailable(OSError):
+    """``STORMWATCH_HOME`` cannot hold Stormwatch's state (a file, or a directory that cannot be made)."""
+
+
+def resolve_config_path(
+    explicit: Path | None, environment: Path | None, *, cwd: Path | None = None
+) -> tuple[Path, ConfigOrigin]:
+    """The configuration file a command reads and why: ``--config`` > ``STORMWATCH_CONFIG`` >
+    ``./stormwatch.yaml`` > the packaged default.
+
+    >>> resolve_config_path(Path("mine.yaml"), Path("env.yaml"))
+    (PosixPath('mine.yaml'), '--config')
+    >>> resolve_config_path(None, None, cwd=Path("/nonexistent"))[1]
+    'packaged default'
+    """
+    if explicit is not None:
+        return explicit, "--config"
+    if environment is not None:
+        return environment, "STORMWATCH_CONFIG"
+    local = (cwd or Path.cwd()) / LOCAL_CONFIG_NAME
+    if local.is_file():
+        return local, "working directory"
+    return DEFAULT_CONFIG_PATH, "packaged default"
 
 
 class Schedule(BaseModel):
@@ -92,6 +129,7 @@ class LoadedConfig:
     config: StormwatchConfig
     path: Path
     content_hash: str
+    origin: ConfigOrigin | Literal["given"] = "given"
 
     @property
     def version(self) -> str:
@@ -161,15 +199,20 @@ def parse_config(text: str, *, source: str = "<string>") -> StormwatchConfig:
         ) from None
 
 
-def load_config(path: Path | str | None = None) -> LoadedConfig:
-    """Load and validate a configuration file (the default one when ``path`` is ``None``)."""
+def load_config(path: Path | str | None = None, *, origin: ConfigOrigin | None = None) -> LoadedConfig:
+    """Load and validate a configuration file (the packaged default when ``path`` is ``None``).
+
+    ``origin`` records why this file was chosen (see :func:`resolve_config_path`)."""
     file = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     try:
         text = file.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ConfigError(f"{file}: is a directory, not a configuration file") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read the configuration: {exc.strerror}") from None
     config = parse_config(text, source=str(file))
-    return LoadedConfig(config=config, path=file, content_hash=config.content_hash())
+    return LoadedConfig(config=config, path=file, content_hash=config.content_hash(),
+                        origin=origin or ("packaged default" if path is None else "given"))
 
 
 class Settings(BaseSettings):
@@ -180,6 +223,26 @@ class Settings(BaseSettings):
     home: Path = Path(".stormwatch")
     database_url: str | None = None
     config: Path | None = None
+
+    def check_home(self) -> Path:
+        """``home`` if Stormwatch can keep its state there (it need not exist yet); else raise
+        :class:`HomeUnavailable` naming ``STORMWATCH_HOME``. Creates nothing."""
+        home = self.home.expanduser()
+        if home.exists():
+            if not home.is_dir():
+                raise HomeUnavailable(f"STORMWATCH_HOME {home} is a file, not a directory: "
+                                      "point STORMWATCH_HOME at a directory")
+            if not os.access(home, os.W_OK | os.X_OK):
+                raise HomeUnavailable(f"STORMWATCH_HOME {home} is not writable: "
+                                      "point STORMWATCH_HOME at a writable directory")
+            return home
+        parent = home.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise HomeUnavailable(f"STORMWATCH_HOME {home} cannot be created ({parent} is not a writable "
+                                  "directory): point STORMWATCH_HOME at a writable directory")
+        return home
 
     @property
     def cache_dir(self) -> Path:

@@ -17,6 +17,22 @@ from memory.store import Store, database_url
 
 
 @dataclass(frozen=True)
+class MarketSelection:
+    """Which market data a command reads: the seam between the command line and the flows.
+
+    Every field ``None`` means "as configured": the configured default source, its csv
+    directory, the whole universe, ``market.history_start`` to today. Built and validated from
+    the shared options by :func:`flows.cli.common.market_selection`.
+    """
+
+    source: str | None = None
+    csv_dir: Path | None = None
+    symbols: tuple[str, ...] | None = None
+    start: date | None = None
+    end: date | None = None
+
+
+@dataclass(frozen=True)
 class FetchOutcome:
     """What a fetch brought into the cache."""
 

@@ -3,12 +3,23 @@ progress bars. Each area's commands live in their own module."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from flows.cli import archive, config_commands, data, demo, features, regimes
 
 app = typer.Typer(help="Stormwatch: keep trading models honest through market storms.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option(help="Show an error's traceback instead of one line.")] = False,
+) -> None:
+    """Stormwatch: keep trading models honest through market storms."""
+
+
 app.add_typer(data.app, name="data")
 app.add_typer(config_commands.app, name="config")
 app.add_typer(archive.app, name="archive")
