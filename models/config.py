@@ -3,17 +3,20 @@ the promotion gate, the model zoo and SHAP."""
 
 from __future__ import annotations
 
-from typing import Literal
+import typing
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from market.checks import check_shares_sum_to_one
 from market.vocabulary import REGIMES, Regime
 
+#: The eight slots of the zoo (SPEC.md, "Models"); the configuration fills each with a class.
 ModelName = Literal[
     "random_forest", "xgboost", "lightgbm", "extra_trees",
     "gradient_boosting", "mlp", "logistic_regression", "svm",
 ]
+MODEL_NAMES: tuple[str, ...] = typing.get_args(ModelName)
 
 
 class _Section(BaseModel):
@@ -63,6 +66,77 @@ class GateConfig(_Section):
     significance_alpha: float = Field(0.05, gt=0, lt=1)
 
 
+class MemberSpec(_Section):
+    """One zoo member as Qlib writes components: ``class`` + ``module_path`` + ``kwargs``.
+
+    ``preprocess`` puts a step in front of it: ``standardize`` (median imputation and weighted
+    standardisation, for the MLP, the logistic regression and the SVM) or ``quantile_bins``
+    (unweighted bin codes, which spare scikit-learn's histogram booster its slow weighted
+    binning). The class must be on :data:`models.zoo.ALLOWED_CLASSES`
+    and every keyword must be one of its parameters, of the right type: checked on load.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    class_name: str = Field(alias="class", min_length=1)
+    module_path: str = Field(min_length=1)
+    kwargs: dict[str, Any] = {}
+    preprocess: Literal["none", "standardize", "quantile_bins"] = "none"
+
+    def build(self, where: str = "models.zoo") -> Any:
+        """A fresh unfitted estimator (checked as on load)."""
+        from models.zoo import build_estimator
+
+        return build_estimator(self.module_path, self.class_name, self.kwargs, preprocess=self.preprocess,
+                               where=where)
+
+
+def _default_zoo() -> dict[str, MemberSpec]:
+    def spec(module_path: str, class_name: str, preprocess: str = "none", **kwargs: Any) -> MemberSpec:
+        return MemberSpec(class_name=class_name, module_path=module_path, kwargs=kwargs,
+                          preprocess=preprocess)  # type: ignore[arg-type]
+
+    return {
+        "random_forest": spec("sklearn.ensemble", "RandomForestClassifier", n_estimators=60, max_depth=10,
+                              min_samples_leaf=50, max_samples=0.25, n_jobs=2, random_state=0),
+        "xgboost": spec("xgboost", "XGBClassifier", n_estimators=300, learning_rate=0.03, max_depth=4,
+                        subsample=0.8, colsample_bytree=0.5, min_child_weight=50.0, tree_method="hist",
+                        n_jobs=2, random_state=0),
+        "lightgbm": spec("lightgbm", "LGBMClassifier", n_estimators=300, learning_rate=0.03, num_leaves=15,
+                         min_child_samples=200, subsample=0.8, subsample_freq=1, colsample_bytree=0.5,
+                         deterministic=True, force_row_wise=True, n_jobs=2, random_state=0, verbose=-1),
+        "extra_trees": spec("sklearn.ensemble", "ExtraTreesClassifier", n_estimators=100, max_depth=10,
+                            min_samples_leaf=50, max_samples=0.25, bootstrap=True, n_jobs=2, random_state=0),
+        "gradient_boosting": spec("sklearn.ensemble", "HistGradientBoostingClassifier",
+                                  preprocess="quantile_bins", max_iter=200,
+                                  learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=200,
+                                  early_stopping=False, random_state=0),
+        "mlp": spec("sklearn.neural_network", "MLPClassifier", preprocess="standardize",
+                    hidden_layer_sizes=[64, 32], alpha=0.001, early_stopping=True, max_iter=50,
+                    random_state=0),
+        "logistic_regression": spec("sklearn.linear_model", "LogisticRegression", preprocess="standardize",
+                                    C=0.05, max_iter=500),
+        "svm": spec("models.zoo", "NystroemSVC", preprocess="standardize", n_components=300, C=0.1,
+                    random_state=0),
+    }
+
+
+class TrainingConfig(_Section):
+    """What the retraining run mixes in and how it trains: each hybrid-memory step is a switch,
+    so that ``--baseline`` (all off: the rolling window alone) and every ablation is one
+    setting away."""
+
+    archive: bool = True      # mix the rare-event archive into the window
+    balance: bool = True      # regime-balanced sampling (module 3)
+    weights: bool = True      # regime weights (module 5)
+    replay: bool = True       # the error replay buffer (module 8)
+    max_parallel_members: int = Field(2, ge=1)
+
+    def baseline(self) -> TrainingConfig:
+        """The window-only baseline: no archive, no balancing, no weights, no replay."""
+        return self.model_copy(update={"archive": False, "balance": False, "weights": False, "replay": False})
+
+
 class ShapConfig(_Section):
     background_samples: int = Field(200, ge=10)
     samples_per_regime: int = Field(500, ge=10)
@@ -76,10 +150,8 @@ class ModelsConfig(_Section):
     }
     validation: ValidationConfig = ValidationConfig()
     gate: GateConfig = GateConfig()
-    zoo: tuple[ModelName, ...] = (
-        "random_forest", "xgboost", "lightgbm", "extra_trees",
-        "gradient_boosting", "mlp", "logistic_regression", "svm",
-    )
+    zoo: dict[ModelName, MemberSpec] = Field(default_factory=_default_zoo)
+    training: TrainingConfig = TrainingConfig()
     shap: ShapConfig = ShapConfig()
 
     @field_validator("weights")
@@ -93,7 +165,11 @@ class ModelsConfig(_Section):
 
     @field_validator("zoo")
     @classmethod
-    def _zoo_unique(cls, zoo: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(zoo)) != len(zoo) or not zoo:
-            raise ValueError("zoo must list at least one model, each once")
+    def _zoo_buildable(cls, zoo: dict[str, MemberSpec]) -> dict[str, MemberSpec]:
+        """Every member is built once on load, so a bad class or hyperparameter fails here,
+        naming its key, before any data is fetched or anything is trained."""
+        if not zoo:
+            raise ValueError("zoo must list at least one model")
+        for name, spec in zoo.items():
+            spec.build(where=f"models.zoo.{name}")
         return zoo

@@ -1,0 +1,456 @@
+"""The eight-model zoo and the ensemble served from it (SPEC.md, "Models").
+
+Every member is a scikit-learn classifier built from the configuration (``models.zoo``), each
+slot written the way Qlib writes components: ``class`` + ``module_path`` + ``kwargs``, resolved
+through an allow-list (:data:`ALLOWED_CLASSES`) and checked against the class's own parameters,
+so that ``get_params()``, ``clone`` and the configuration round-trip. Each member is fitted with
+``sample_weight`` (the regime weights of module 5) and nothing else: models receive the feature
+columns by name, never the label, the forward return or row metadata.
+
+Which variant fills each slot, and why (fit times on 2 cores, about 100,000 rows x 180 features):
+
+* ``random_forest``: ``RandomForestClassifier`` with bounded depth, leaf size and bootstrap
+  share: a full-depth forest takes minutes and memorises noise; bounded, it fits in seconds.
+* ``extra_trees``: ``ExtraTreesClassifier``, bounded the same way.
+* ``xgboost``: ``XGBClassifier`` with the ``hist`` tree method.
+* ``lightgbm``: ``LGBMClassifier``, deterministic.
+* ``gradient_boosting``: ``HistGradientBoostingClassifier`` (scikit-learn's own boosting)
+  behind :class:`QuantileBinnedClassifier`; ``GradientBoostingClassifier`` needs ten minutes on
+  these rows, and the histogram booster's own weighted binning 88 s.
+* ``mlp``: ``MLPClassifier`` with early stopping, behind :class:`ScaledClassifier`.
+* ``logistic_regression``: ``LogisticRegression`` behind :class:`ScaledClassifier`.
+* ``svm``: :class:`NystroemSVC`, an RBF-kernel SVM approximated by Nystroem features and a linear
+  SVM with Platt-calibrated probabilities, behind :class:`ScaledClassifier`: a kernel ``SVC`` is
+  quadratic in rows.
+
+All eight accept ``sample_weight`` in ``fit`` (scikit-learn 1.9's MLP does), so no member needs
+weighted resampling. The served model is :class:`SoftVotingEnsemble`, whose member weights come
+from :func:`ensemble_weights` on purged validation log loss.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import typing
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import TypeAdapter, ValidationError
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.impute import SimpleImputer
+from sklearn.kernel_approximation import Nystroem
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+#: The classes a configuration may name, by ``(module_path, class)``. Anything else is refused:
+#: a configuration file must not be a way to import and run arbitrary code.
+ALLOWED_CLASSES: frozenset[tuple[str, str]] = frozenset({
+    ("sklearn.ensemble", "RandomForestClassifier"),
+    ("sklearn.ensemble", "ExtraTreesClassifier"),
+    ("sklearn.ensemble", "HistGradientBoostingClassifier"),
+    ("sklearn.ensemble", "GradientBoostingClassifier"),
+    ("sklearn.neural_network", "MLPClassifier"),
+    ("sklearn.linear_model", "LogisticRegression"),
+    ("sklearn.svm", "SVC"),
+    ("sklearn.svm", "LinearSVC"),
+    ("xgboost", "XGBClassifier"),
+    ("lightgbm", "LGBMClassifier"),
+    ("models.zoo", "NystroemSVC"),
+})
+
+
+class ZooConfigError(ValueError):
+    """A model slot of the configuration that cannot be built; the message names the key."""
+
+
+class ScaledClassifier(ClassifierMixin, BaseEstimator):
+    """Median imputation and weighted standardisation in front of a scale-sensitive learner.
+
+    Trees do not care about scale or missing values; an MLP, a logistic regression and an SVM
+    do. A ``Pipeline`` would do the same but cannot pass ``sample_weight`` to its steps without
+    switching on scikit-learn's global metadata routing, so this wrapper forwards the weights
+    itself: to the scaler (weighted mean and variance) and to the learner.
+
+    Parameters
+    ----------
+    estimator : classifier
+        The learner fitted on the imputed, standardised features.
+
+    Attributes
+    ----------
+    estimator_ : classifier
+        The fitted clone of ``estimator``.
+    classes_ : ndarray
+        The class labels.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 3)) * [1, 100, 0.01]
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> model = ScaledClassifier(estimator=LogisticRegression()).fit(X, y)
+    >>> float(model.score(X, y)) > 0.9
+    True
+    """
+
+    def __init__(self, estimator: Any = None) -> None:
+        self.estimator = estimator
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> ScaledClassifier:
+        if self.estimator is None:
+            raise ValueError("ScaledClassifier needs an estimator")
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
+        self.imputer_ = SimpleImputer(strategy="median", keep_empty_features=True).fit(X)
+        Z = self.imputer_.transform(X)
+        self.scaler_ = StandardScaler().fit(Z, sample_weight=sample_weight)
+        self.estimator_ = clone(self.estimator).fit(self.scaler_.transform(Z), y, sample_weight=sample_weight)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def _transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
+        return self.scaler_.transform(self.imputer_.transform(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.estimator_.predict_proba(self._transform(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.estimator_.predict(self._transform(X))
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+class QuantileBinnedClassifier(ClassifierMixin, BaseEstimator):
+    """Features replaced by their quantile-bin codes (unweighted) before a histogram booster.
+
+    ``HistGradientBoostingClassifier`` bins every feature into at most 255 bins before it
+    boosts. With ``sample_weight`` and fewer than 200,000 rows it finds the bin edges as 254
+    weighted percentiles per feature, one sort each: 88 s of a 92 s fit at 100,000 x 179 rows.
+    Given features that already hold at most ``n_bins`` distinct values, it takes them as the
+    bins. This wrapper computes the edges from unweighted quantiles (as the booster does without
+    weights) and passes the codes; the weights still drive every split, leaf value and the loss.
+    Missing values stay missing.
+
+    Parameters
+    ----------
+    estimator : classifier
+        The booster fitted on the bin codes.
+    n_bins : int, default=255
+        Bins per feature, at most the booster's ``max_bins``.
+
+    Examples
+    --------
+    >>> from sklearn.ensemble import HistGradientBoostingClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(500, 2))
+    >>> y = (X[:, 0] > 0.3).astype(int)
+    >>> model = QuantileBinnedClassifier(estimator=HistGradientBoostingClassifier(max_iter=20)).fit(X, y)
+    >>> float(model.score(X, y)) > 0.95
+    True
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "estimator": "no_validation",  # type: ignore[dict-item]
+        "n_bins": [Interval(Integral, 2, 255, closed="both")],
+    }
+
+    def __init__(self, estimator: Any = None, *, n_bins: int = 255) -> None:
+        self.estimator = estimator
+        self.n_bins = n_bins
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> QuantileBinnedClassifier:
+        if self.estimator is None:
+            raise ValueError("QuantileBinnedClassifier needs an estimator")
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
+        quantiles = np.linspace(0, 1, self.n_bins + 1)[1:-1]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column has no edges
+            edges = np.nanquantile(X, quantiles, axis=0, method="averaged_inverted_cdf").T
+        self.edges_ = [np.unique(row[np.isfinite(row)]) for row in edges]
+        self.estimator_ = clone(self.estimator).fit(self._codes(X), y, sample_weight=sample_weight)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def _codes(self, X: np.ndarray) -> np.ndarray:
+        codes = np.empty(X.shape, dtype=np.float64)
+        for j, edges in enumerate(self.edges_):
+            codes[:, j] = np.searchsorted(edges, X[:, j], side="right")
+        codes[np.isnan(X)] = np.nan
+        return codes
+
+    def _transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        return self._codes(validate_data(self, X, reset=False, ensure_all_finite="allow-nan"))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.estimator_.predict_proba(self._transform(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.estimator_.predict(self._transform(X))
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+class NystroemSVC(ClassifierMixin, BaseEstimator):
+    """An RBF-kernel SVM in linear time: Nystroem features, a linear SVM, Platt probabilities.
+
+    ``SVC`` with an RBF kernel costs time quadratic in rows (hours at 100,000 rows). The Nystroem
+    method approximates the same kernel with ``n_components`` random landmark features, on which
+    a ``LinearSVC`` is an approximate kernel SVM; ``CalibratedClassifierCV`` (sigmoid) turns its
+    margins into probabilities from out-of-fold margins, so the ensemble can soft-vote it.
+    Weights reach the SVM's hinge loss and the calibration. Expects standardised inputs (use it
+    inside :class:`ScaledClassifier`).
+
+    Parameters
+    ----------
+    n_components : int, default=300
+        Landmarks of the kernel approximation.
+    gamma : float or None, default=None
+        RBF kernel width; ``None`` means ``1 / n_features``.
+    C : float, default=0.1
+        Inverse regularisation strength of the linear SVM.
+    calibration_folds : int, default=3
+        Folds of the sigmoid calibration.
+    random_state : int, default=0
+        Seed of the landmark draw.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(400, 2))
+    >>> y = (np.hypot(X[:, 0], X[:, 1]) > 1.1).astype(int)  # a circle: no line separates it
+    >>> model = NystroemSVC(n_components=50, C=1.0).fit(X, y)
+    >>> float(model.score(X, y)) > 0.9
+    True
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "gamma": [Interval(Real, 0, None, closed="neither"), None],
+        "C": [Interval(Real, 0, None, closed="neither")],
+        "calibration_folds": [Interval(Integral, 2, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, *, n_components: int = 300, gamma: float | None = None, C: float = 0.1,
+                 calibration_folds: int = 3, random_state: int = 0) -> None:
+        self.n_components = n_components
+        self.gamma = gamma
+        self.C = C
+        self.calibration_folds = calibration_folds
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> NystroemSVC:
+        self._validate_params()
+        X, y = validate_data(self, X, y)
+        components = min(self.n_components, X.shape[0])
+        gamma = self.gamma if self.gamma is not None else 1.0 / X.shape[1]
+        self.kernel_ = Nystroem(gamma=gamma, n_components=components, random_state=self.random_state).fit(X)
+        svm = LinearSVC(C=self.C, random_state=self.random_state)
+        self.calibrated_ = CalibratedClassifierCV(svm, method="sigmoid", cv=self.calibration_folds,
+                                                  ensemble=False)
+        self.calibrated_.fit(self.kernel_.transform(X), y, sample_weight=sample_weight)
+        self.classes_ = self.calibrated_.classes_
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        return self.calibrated_.predict_proba(self.kernel_.transform(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+# --------------------------------------------------------------------------------------------
+# Building members from the configuration
+# --------------------------------------------------------------------------------------------
+
+
+def _resolve(module_path: str, class_name: str, where: str) -> type:
+    if (module_path, class_name) not in ALLOWED_CLASSES:
+        allowed = ", ".join(f"{m}.{c}" for m, c in sorted(ALLOWED_CLASSES))
+        raise ZooConfigError(f"{where}: {module_path}.{class_name} is not an allowed model class; "
+                             f"allowed: {allowed}")
+    return getattr(importlib.import_module(module_path), class_name)
+
+
+def _init_hints(cls: type) -> dict[str, Any]:
+    """Type hints of ``__init__`` along the MRO (XGBoost declares its parameters on a base)."""
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            hints.update(typing.get_type_hints(init))
+        except Exception:  # noqa: BLE001 - unresolvable annotations only cost us the type check
+            continue
+    hints.pop("return", None)
+    return hints
+
+
+def _extra_parameters(cls: type) -> frozenset[str]:
+    """Keyword arguments a class accepts beyond ``get_params()``: LightGBM's scikit-learn wrapper
+    passes any booster parameter (``deterministic``, ``verbose``...) through ``**kwargs``."""
+    if cls.__module__.startswith("lightgbm"):
+        from lightgbm.basic import _ConfigAliases  # the booster's own parameter table
+
+        table = _ConfigAliases._get_all_param_aliases()
+        return frozenset(table) | frozenset(a for aliases in table.values() for a in aliases)
+    return frozenset()
+
+
+def _check_types(cls: type, kwargs: Mapping[str, Any], where: str) -> None:
+    hints = _init_hints(cls)
+    for key, value in kwargs.items():
+        hint = hints.get(key)
+        if hint is None or hint is inspect.Parameter.empty:
+            continue
+        try:
+            adapter = TypeAdapter(hint)
+        except Exception:  # noqa: BLE001 - e.g. numpy generator types pydantic cannot describe
+            continue
+        try:
+            adapter.validate_python(value, strict=False)
+        except ValidationError:
+            raise ZooConfigError(
+                f"{where}.{key}: {value!r} is not a valid {hint} for {cls.__name__}") from None
+
+
+def build_estimator(module_path: str, class_name: str, kwargs: Mapping[str, Any], *, preprocess: str = "none",
+                    where: str = "models.zoo") -> Any:
+    """An unfitted member: the allowed class with ``kwargs`` checked by name and by type.
+
+    Unknown keyword arguments, values of the wrong type (by the class's annotations) and values
+    scikit-learn's own parameter constraints refuse all raise :class:`ZooConfigError` naming
+    ``where`` and the key, before anything is fitted.
+    """
+    cls = _resolve(module_path, class_name, where)
+    estimator = cls()
+    valid = estimator.get_params(deep=False)
+    unknown = sorted(set(kwargs) - set(valid) - _extra_parameters(cls))
+    if unknown:
+        raise ZooConfigError(f"{where}.kwargs.{unknown[0]}: not a parameter of {class_name}; "
+                             f"its parameters: {', '.join(sorted(valid))}")
+    _check_types(cls, kwargs, f"{where}.kwargs")
+    estimator.set_params(**dict(kwargs))
+    if hasattr(estimator, "_parameter_constraints"):  # scikit-learn's declared constraints (private API)
+        try:
+            estimator._validate_params()
+        except ValueError as exc:
+            named = re.search(r"The '(\w+)' parameter", str(exc))
+            key = f".{named.group(1)}" if named else ""
+            raise ZooConfigError(f"{where}.kwargs{key}: {exc}") from None
+    if preprocess == "standardize":
+        return ScaledClassifier(estimator=estimator)
+    if preprocess == "quantile_bins":
+        return QuantileBinnedClassifier(estimator=estimator)
+    if preprocess != "none":
+        raise ZooConfigError(f"{where}.preprocess: unknown step {preprocess!r}; one of none, standardize, "
+                             "quantile_bins")
+    return estimator
+
+
+# --------------------------------------------------------------------------------------------
+# The served ensemble
+# --------------------------------------------------------------------------------------------
+
+
+def positive_class_proba(model: Any, X: Any) -> np.ndarray:
+    """The probability of class 1 from ``model.predict_proba``, whatever its class order."""
+    proba = model.predict_proba(X)
+    return proba[:, list(model.classes_).index(1)]
+
+
+def ensemble_weights(log_loss: Mapping[str, float], reference_log_loss: float) -> dict[str, float]:
+    """Soft-vote weights from each member's validation log loss.
+
+    A member's weight is its skill, ``reference_log_loss - log_loss`` (how much better than
+    predicting the base rate it is), clipped at zero and normalised. Log losses of direction
+    models differ in the third decimal, so weights proportional to ``1 / log_loss`` would be
+    nearly equal; skill separates a member with an edge from one without. When no member beats
+    the reference, every member gets the same weight.
+
+    Examples
+    --------
+    >>> ensemble_weights({"a": 0.680, "b": 0.690, "c": 0.700}, 0.693)
+    {'a': 0.8125, 'b': 0.1875, 'c': 0.0}
+    """
+    skill = {name: max(0.0, reference_log_loss - loss) for name, loss in log_loss.items()}
+    total = sum(skill.values())
+    if total <= 0:
+        return {name: 1.0 / len(log_loss) for name in log_loss}
+    return {name: round(value / total, 12) for name, value in skill.items()}
+
+
+@dataclass(frozen=True)
+class SoftVotingEnsemble:
+    """The served model: a weighted average of fitted members' probabilities.
+
+    Built from members that were already fitted and validated (refitting them, as scikit-learn's
+    ``VotingClassifier`` would, would double the retraining time and detach the weights from the
+    validation that chose them). Members with zero weight are kept, so that their own
+    predictions stay available for reports, but do not vote.
+    """
+
+    members: Mapping[str, Any]
+    weights: Mapping[str, float]
+    feature_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if set(self.members) != set(self.weights):
+            raise ValueError("every member needs a weight and every weight a member")
+        if not np.isclose(sum(self.weights.values()), 1.0):
+            raise ValueError(f"ensemble weights must sum to 1, got {sum(self.weights.values())}")
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.array([0, 1])
+
+    def _features(self, X: pd.DataFrame) -> pd.DataFrame:
+        missing = [name for name in self.feature_names if name not in X.columns]
+        if missing:
+            raise KeyError(f"the frame lacks {len(missing)} feature(s) the ensemble was trained on: "
+                           f"{', '.join(missing[:5])}")
+        return X.loc[:, list(self.feature_names)]
+
+    def member_proba(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Each member's probability of class 1."""
+        frame = self._features(X)
+        return {name: positive_class_proba(model, frame) for name, model in self.members.items()}
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        frame = self._features(X)
+        p = np.zeros(len(frame))
+        for name, model in self.members.items():
+            if self.weights[name] > 0:
+                p += self.weights[name] * positive_class_proba(model, frame)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] > 0.5).astype(np.int64)
+
+
+__all__: Sequence[str] = (
+    "ALLOWED_CLASSES", "NystroemSVC", "ScaledClassifier", "SoftVotingEnsemble", "ZooConfigError",
+    "build_estimator", "ensemble_weights", "positive_class_proba",
+)
