@@ -3,10 +3,12 @@ label's end date, sector and provenance (the original system's ``generate_labele
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import pandas as pd
 
 from market.features import compute_features
@@ -15,6 +17,131 @@ from market.panel import BarPanel
 
 #: Columns a sample frame carries besides its features.
 SAMPLE_COLUMNS: tuple[str, ...] = ("label", "forward_return", "label_end", "sector", "provenance")
+
+#: Columns that may never be a feature, whatever a frame or a caller says: the target, what the
+#: target is made of, and row metadata. A model fitted on any of them trains on the future.
+NOT_FEATURES: frozenset[str] = frozenset({*SAMPLE_COLUMNS, "regime", "event", "true_regime", "oracle"})
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Labelled rows split into what a model may see and what travels beside it.
+
+    A sample frame holds the features, the label, the forward return the label is made of and
+    row metadata side by side: one ``drop(columns="label")`` away from training on the future.
+    ``Samples`` keeps them apart from the archive to the zoo: models receive :attr:`features`
+    (the feature columns, by name, nothing else), the target is :attr:`target`, and
+    :attr:`rows` holds the rest (``label_end`` for purging, ``forward_return``, ``sector``,
+    ``regime``, ``provenance``, ``event``...). All three share one ``(date, symbol)`` index.
+
+    Examples
+    --------
+    >>> index = pd.MultiIndex.from_tuples([(pd.Timestamp("2024-01-02"), "AAPL")], names=["date", "symbol"])
+    >>> frame = pd.DataFrame({"ret_1": [0.01], "label": [1.0], "forward_return": [0.02],
+    ...                       "label_end": [pd.Timestamp("2024-01-09")]}, index=index)
+    >>> samples = Samples.from_frame(frame, ["ret_1"])
+    >>> list(samples.features.columns), samples.target.tolist(), list(samples.rows.columns)
+    (['ret_1'], [1], ['forward_return', 'label_end'])
+    >>> Samples.from_frame(frame, ["ret_1", "forward_return"])
+    Traceback (most recent call last):
+    ...
+    ValueError: 'forward_return' is not a feature: it is the target or row metadata ...
+    """
+
+    features: pd.DataFrame
+    target: pd.Series
+    rows: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        index = self.features.index
+        if not (index.equals(self.target.index) and index.equals(self.rows.index)):
+            raise ValueError("features, target and rows must share one index")
+        leaked = sorted(NOT_FEATURES & set(self.features.columns))
+        if leaked:
+            raise ValueError(f"{leaked[0]!r} is not a feature: it is the target or row metadata")
+
+    @classmethod
+    def from_frame(
+        cls, frame: pd.DataFrame, feature_names: Sequence[str], *, label: str = "label"
+    ) -> Samples:
+        """Split a sample frame: ``feature_names`` become features, ``label`` the target (0/1),
+        every other column row metadata. Extra columns never become features."""
+        names = list(feature_names)
+        leaked = [n for n in names if n in NOT_FEATURES or n == label]
+        if leaked:
+            raise ValueError(f"{leaked[0]!r} is not a feature: it is the target or row metadata "
+                             "(a model fitted on it trains on the future)")
+        missing = [n for n in names if n not in frame.columns]
+        if missing:
+            raise KeyError(f"the sample frame lacks {len(missing)} feature(s): {', '.join(missing[:5])}")
+        if label not in frame.columns:
+            raise KeyError(f"the sample frame has no {label!r} column")
+        if frame[label].isna().any():
+            unlabelled = int(frame[label].isna().sum())
+            raise ValueError(f"{unlabelled} rows have no {label}: drop unlabelled rows first")
+        meta = [c for c in frame.columns if c not in set(names) and c != label]
+        return cls(features=frame.loc[:, names], target=frame[label].astype(np.int64),
+                   rows=frame.loc[:, meta])
+
+    @classmethod
+    def concat(cls, parts: Sequence[Samples]) -> Samples:
+        """Rows of ``parts`` one after the other (features must match by name and order)."""
+        names = list(parts[0].features.columns)
+        for part in parts[1:]:
+            if list(part.features.columns) != names:
+                raise ValueError("cannot concatenate samples with different feature columns")
+        rows = pd.concat([p.rows for p in parts])
+        for column in ("provenance", "regime", "event", "sector"):
+            if column in rows.columns:
+                rows[column] = rows[column].astype(str).astype("category")
+        return cls(features=pd.concat([p.features for p in parts]),
+                   target=pd.concat([p.target for p in parts]), rows=rows)
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(self.features.columns)
+
+    @property
+    def dates(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(self.features.index.get_level_values("date"))
+
+    def take(self, positions: Sequence[int] | np.ndarray) -> Samples:
+        """The rows at ``positions`` (repeats allowed: balanced sampling draws with replacement)."""
+        at = np.asarray(positions, dtype=np.int64)
+        return Samples(features=self.features.iloc[at], target=self.target.iloc[at], rows=self.rows.iloc[at])
+
+    def where(self, mask: np.ndarray | pd.Series) -> Samples:
+        return self.take(np.flatnonzero(np.asarray(mask, dtype=bool)))
+
+    def assign(self, **columns: object) -> Samples:
+        """A copy with row metadata columns set (never features)."""
+        return Samples(features=self.features, target=self.target, rows=self.rows.assign(**columns))
+
+    def to_frame(self) -> pd.DataFrame:
+        """Features, label and row metadata side by side, for storage."""
+        return pd.concat([self.features, self.target.rename("label").astype("float64"), self.rows], axis=1)
+
+    def content_hash(self, sample_weight: np.ndarray | None = None) -> str:
+        """sha256 of the rows in order: index, features, target, regime, provenance and weights.
+
+        Two training sets with the same hash fed the same values to every model, bit for bit.
+        """
+        digest = hashlib.sha256()
+        dates = self.features.index.get_level_values("date")
+        digest.update(np.asarray(dates.asi8, dtype=np.int64).tobytes())
+        digest.update("\x1f".join(map(str, self.features.index.get_level_values("symbol"))).encode())
+        digest.update("\x1f".join(self.features.columns).encode())
+        digest.update(np.ascontiguousarray(self.features.to_numpy(dtype=np.float64)).tobytes())
+        digest.update(self.target.to_numpy(dtype=np.int64).tobytes())
+        for column in ("regime", "provenance", "event"):
+            if column in self.rows.columns:
+                digest.update("\x1f".join(map(str, self.rows[column])).encode())
+        if sample_weight is not None:
+            digest.update(np.asarray(sample_weight, dtype=np.float64).tobytes())
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)
