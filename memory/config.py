@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -47,15 +48,49 @@ class ArchiveConfig(_Section):
 
 
 class ReplayConfig(_Section):
-    """The bounded buffer of the model's worst mistakes (SPEC.md module 8)."""
+    """The bounded buffer of the model's worst mistakes (SPEC.md module 8).
+
+    ``noise_quantile``: a row whose absolute forward return lies in the lowest share of the
+    scored rows is never admitted: its label is a coin flip, so a confident miss on it teaches
+    nothing (the worst 5% by loss alone is mostly such noise, ``notes/methods.md`` section 5).
+    ``max_regime_share``: no regime holds more than this share of the capacity, so that one
+    storm's errors cannot crowd out the rest. ``weight_multiplier``: a replayed row's regime
+    weight is multiplied by it, and the product capped at ``max_row_weight``.
+    """
 
     worst_fraction: float = Field(0.05, gt=0, le=1)
     capacity: int = Field(20_000, ge=1)
     max_age_days: int = Field(730, ge=1)
     max_share_of_training: float = Field(0.10, gt=0, le=1)
     max_row_weight: float = Field(3.0, ge=1)
+    weight_multiplier: float = Field(1.5, ge=1)
+    noise_quantile: float = Field(0.2, ge=0, lt=1)
+    max_regime_share: float = Field(0.5, gt=0, le=1)
+
+
+class HybridConfig(_Section):
+    """How the hybrid training set is assembled from the window, the archive and the replay
+    buffer (``memory/hybrid.py``).
+
+    ``archive_rows``: ``all`` keeps as many archive rows as the archive holds, redistributed so
+    that each event's share of them follows its configured weight (events short of their share
+    are drawn with replacement, long ones without); an integer fixes the count.
+    ``archive_regime``: the regime of an archive row, either its event's configured regime
+    (``event``, a hindsight judgement) or what the causal labeler said that day (``labeler``).
+    """
+
+    archive_rows: Literal["all"] | int = "all"
+    archive_regime: Literal["event", "labeler"] = "event"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _positive_rows(self) -> HybridConfig:
+        if isinstance(self.archive_rows, int) and self.archive_rows < 1:
+            raise ValueError(f"archive_rows must be 'all' or a positive count, got {self.archive_rows}")
+        return self
 
 
 class MemoryConfig(_Section):
     archive: ArchiveConfig
     replay: ReplayConfig = ReplayConfig()
+    hybrid: HybridConfig = HybridConfig()

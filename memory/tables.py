@@ -11,12 +11,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Text, UniqueConstraint
+from sqlalchemy import DateTime, Dialect, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 __all__ = [
-    "ArchiveEventRecord", "ArchiveVersion", "ConfigVersion", "DataSnapshot", "UTCDateTime", "utc_now",
+    "ArchiveEventRecord", "ArchiveVersion", "ConfigVersion", "DataSnapshot", "ReplayEntry", "RunMetric",
+    "TrainedModel", "TrainingRun", "UTCDateTime", "utc_now",
 ]
 
 
@@ -174,3 +175,111 @@ class ArchiveEventRecord(SQLModel, table=True):
     samples: int
     unlabelled: int
     dropped_lookback: int
+
+
+class ReplayEntry(SQLModel, table=True):
+    """One of the model's worst mistakes, kept to be mixed into the next training runs.
+
+    Keyed by ``(symbol, date, horizon)``: the same mistake seen again is merged into its entry
+    (``times_seen`` grows, ``loss`` keeps the worst), never stored twice. The features are
+    stored as float64 bytes in catalogue order, with ``feature_hash`` naming the catalogue, so
+    that a changed feature catalogue never feeds old columns to a new model. ``first_seen`` and
+    ``last_seen`` are the as-of sessions of the runs that admitted it: entries age out by the
+    market's calendar, not the wall clock, so that a rerun as of the same date replays the same.
+    """
+
+    __tablename__ = "sw_replay_entry"
+    __table_args__ = (UniqueConstraint("symbol", "date", "horizon", name="uq_sw_replay_entry_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    symbol: str = Field(index=True)
+    date: date
+    horizon: int
+    label_end: date
+    label: int
+    regime: str = Field(index=True)
+    sector: str
+    event: str = ""
+    forward_return: float
+    loss: float
+    model_version: str = Field(index=True)
+    times_seen: int = 1
+    first_seen: date
+    last_seen: date
+    feature_hash: str = Field(max_length=64)
+    features: bytes = Field(sa_type=LargeBinary)
+
+
+class TrainingRun(SQLModel, table=True):
+    """One retraining run and everything needed to trace it and rebuild its training set.
+
+    ``status`` is ``running`` while it works, then ``succeeded`` or ``failed`` (with
+    ``reason``). Lineage: the configuration (by content hash, its content in
+    :class:`ConfigVersion`), the as-of session, the source and symbols, a hash of the bars up to
+    the as-of session (``data_snapshot``), the archive version, the replay snapshot's hash, and
+    the hash of the exact training set (rows, features, labels and weights in order).
+    """
+
+    __tablename__ = "sw_training_run"
+
+    run_id: str = Field(primary_key=True)
+    status: str = Field(index=True)
+    reason: str = Field(default="", sa_type=Text)
+    started_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    flow_run_id: str = ""
+    config_hash: str = Field(max_length=64)
+    config_version: str
+    as_of: date
+    source: str
+    symbols: str = Field(sa_type=Text)  # comma-separated, in training order
+    variant: str  # "hybrid", "baseline" or the switches that differ, e.g. "archive+balance"
+    data_snapshot: str = ""
+    archive_version: str = ""
+    replay_version: str = ""
+    replay_rows: int = 0
+    training_set_hash: str = ""
+    training_rows: int = 0
+    effective_rows: float = 0.0
+    seconds: float = 0.0
+    peak_memory_mb: float = 0.0
+    details: str = Field(default="{}", sa_type=Text)  # JSON: provenance counts, sampling report, ...
+
+
+class TrainedModel(SQLModel, table=True):
+    """A model file a succeeded run wrote: one per zoo member and one for the ensemble.
+
+    Only recorded when the whole run succeeds, in the same transaction as its status, so that a
+    run failing midway leaves no model counted as trained. ``sha256`` is verified on every load.
+    """
+
+    __tablename__ = "sw_trained_model"
+    __table_args__ = (UniqueConstraint("run_id", "member", name="uq_sw_trained_model_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="sw_training_run.run_id", index=True)
+    member: str  # a zoo slot, or "ensemble"
+    model_class: str
+    path: str
+    sha256: str = Field(max_length=64)
+    fit_seconds: float = 0.0
+    ensemble_weight: float | None = None
+    params: str = Field(default="{}", sa_type=Text)  # JSON of the configured kwargs
+
+
+class RunMetric(SQLModel, table=True):
+    """One per-regime validation figure of one member (or the ensemble) of one run."""
+
+    __tablename__ = "sw_run_metric"
+    __table_args__ = (UniqueConstraint("run_id", "member", "regime", name="uq_sw_run_metric_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="sw_training_run.run_id", index=True)
+    member: str
+    regime: str  # one of the five regimes, or "overall"
+    n: int
+    accuracy: float
+    balanced_accuracy: float
+    log_loss: float
+    brier: float
+    roc_auc: float | None = None
