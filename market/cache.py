@@ -111,15 +111,22 @@ class BarCache:
         frame = pd.read_parquet(path)
         return frame.loc[pd.Timestamp(start) if start else None : pd.Timestamp(end) if end else None]
 
+    def series_symbols(self) -> list[str]:
+        """Symbols with a cached single series (the VIX), sorted."""
+        folder = self.directory / "series"
+        return sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
+
     def read_series(self, symbol: str) -> pd.Series:
         path = self.series_path_for(symbol)
         if not path.exists():
-            raise NotCached(f"series {symbol} is not cached for source {self.source_name!r}")
+            raise NotCached(f"series {symbol} is not cached for source {self.source_name!r} ({path})")
         return pd.read_parquet(path).iloc[:, 0]
 
-    def checksum(self, symbol: str) -> str:
-        """sha256 of the cached file, recorded with data snapshots so runs can be traced."""
-        return hashlib.sha256(self.path_for(symbol).read_bytes()).hexdigest()
+    def checksum(self, symbol: str, *, series: bool = False) -> str:
+        """sha256 of the cached file (of the single series when ``series``), recorded with data
+        snapshots so runs can be traced."""
+        path = self.series_path_for(symbol) if series else self.path_for(symbol)
+        return hashlib.sha256(path.read_bytes()).hexdigest()
 
     def write(self, symbol: str, frame: pd.DataFrame) -> None:
         """Validate ``frame`` and replace the symbol's file with it. A frame that breaks a bar rule

@@ -13,6 +13,7 @@ from market.config import SourcesSettings
 from market.sources.base import (
     MarketDataError,
     MarketSource,
+    RangeClipped,
     SourceInfo,
     SourceUnavailable,
     SymbolNotAvailable,
@@ -25,6 +26,7 @@ __all__ = [
     "SOURCE_NAMES",
     "MarketDataError",
     "MarketSource",
+    "RangeClipped",
     "SourceInfo",
     "SourceUnavailable",
     "SymbolNotAvailable",

@@ -25,6 +25,11 @@ class SymbolNotAvailable(MarketDataError):
     """The source has no data for the symbol (it is not in the source's universe)."""
 
 
+class RangeClipped(UserWarning):
+    """A source served less than the requested range because it holds no more (the simulated
+    market's span, for one): a warning, not an error, so that callers can say so to the user."""
+
+
 @dataclass(frozen=True)
 class SourceInfo:
     """What a report says about where its data came from."""

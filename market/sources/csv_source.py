@@ -329,8 +329,12 @@ class CsvSource:
                 present[0], f"{what} has both {present[0].name} and {present[1].name}; keep one"
             )
         if not present:
+            wanted = {path.name.lower() for path in candidates}
+            near = sorted(p.name for p in self.directory.iterdir() if p.name.lower() in wanted)
+            hint = (f"; found {', '.join(near)}: file names must match the symbol's case, so rename it "
+                    f"to {stem}{Path(near[0]).suffix}") if near else ""
             raise SymbolNotAvailable(
-                f"no file for {what}: tried {', '.join(str(p) for p in candidates)}"
+                f"no file for {what}: tried {', '.join(str(p) for p in candidates)}{hint}"
             )
         return present[0]
 

@@ -35,6 +35,7 @@ end date: a cache refreshed day by day splices cleanly (tested).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -46,7 +47,13 @@ import pandas as pd
 
 from market.calendar import nyse_sessions
 from market.config import SimulatorSettings
-from market.sources.base import SourceInfo, SymbolNotAvailable, conform_bars, session_day
+from market.sources.base import (
+    RangeClipped,
+    SourceInfo,
+    SymbolNotAvailable,
+    conform_bars,
+    date_range,
+)
 from market.universe import Universe
 from market.vocabulary import BAR_COLUMNS, SECTORS, Regime, Sector
 
@@ -616,7 +623,13 @@ class SimulatedSource:
         self.settings = settings
         self.horizon = horizon
         self.today = today or date.today()
+        self._span: tuple[pd.Timestamp, pd.Timestamp] | None = None
         end = settings.end or self.today
+        if end < settings.start:
+            raise ValueError(
+                f"the simulated market starts on {settings.start} (market.sources.simulated.start), "
+                f"after its last historical day {end}: choose a later day"
+            )
         self.info = SourceInfo(
             name="simulated",
             real=False,
@@ -636,6 +649,35 @@ class SimulatedSource:
         proxy = self.universe.market_proxy
         return (*(s for s in self.universe.symbols if s != proxy), proxy)
 
+    def span(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """The first and last simulated session, live ones included (no simulation needed)."""
+        if self._span is None:
+            sessions, _, _ = _sessions(self.settings, self.settings.end or self.today)
+            self._span = (sessions[0], sessions[-1])
+        return self._span
+
+    def _within_span(self, start: date, end: date) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """``[start, end]`` cut to the simulated span: refused when reversed or wholly outside it
+        (as every source refuses), with a :class:`RangeClipped` warning when cut."""
+        first, last = date_range(start, end)
+        held_first, held_last = self.span()
+        if last < held_first or first > held_last:
+            raise SymbolNotAvailable(
+                f"the simulated market runs from {held_first.date()} to {held_last.date()} "
+                f"({self.settings.live_sessions} live sessions after {self.settings.end or self.today}); "
+                f"the requested range {first.date()} to {last.date()} lies outside it"
+            )
+        cut_first, cut_last = max(first, held_first), min(last, held_last)
+        if (cut_first, cut_last) != (first, last) and (
+            len(nyse_sessions(first, last)) != len(nyse_sessions(cut_first, cut_last))
+        ):
+            warnings.warn(
+                f"the simulated market runs from {held_first.date()} to {held_last.date()}: the "
+                f"range {first.date()} to {last.date()} is cut to {cut_first.date()} to {cut_last.date()}",
+                RangeClipped, stacklevel=3,
+            )
+        return cut_first, cut_last
+
     def fetch_bars(
         self, symbols: Sequence[str], start: date, end: date
     ) -> dict[str, pd.DataFrame]:
@@ -653,13 +695,14 @@ class SimulatedSource:
                 f"the simulated source has no {', '.join(unknown)}: it serves the configured "
                 f"universe and the market proxy {self.universe.market_proxy} only"
             )
+        first, last = self._within_span(start, end)
         bars = self.market().bars
-        first, last = session_day(start), session_day(end)
         return {s: bars[s].loc[first:last].copy() for s in symbols}
 
     def fetch_vix(self, start: date, end: date) -> pd.Series:
         """The simulated VIX close on sessions in ``[start, end]``, named ``vix``."""
-        return self.market().vix.loc[session_day(start) : session_day(end)].copy()
+        first, last = self._within_span(start, end)
+        return self.market().vix.loc[first:last].copy()
 
 
 

@@ -14,12 +14,22 @@ How yfinance 1.7 fails, and what this adapter does about it (see
   on its own (a daemon thread never holds up interpreter exit, unlike a ``ThreadPoolExecutor``
   worker or yfinance's own ``threads=True`` workers, which are not daemons; that is why
   downloads run with ``threads=False``).
-* Failed tickers are retried, only them, after ``backoff_seconds * 2**attempt`` (no jitter),
-  up to ``max_retries`` times, and never past the deadline: when the next wait would end after
-  it, the fetch stops at once. Retried: empty or all-NaN results, missing ticker columns,
-  ``YFRateLimitError`` and any other ``YFException``, and ``OSError`` (curl_cffi's DNS,
-  connection and timeout errors all derive from it). Anything else a download raises is a bug
-  and propagates unchanged.
+* Failures that retrying cannot fix end the fetch at once, for every symbol still pending:
+  a host name that does not resolve (no network, no DNS: curl error 6, or 5 for a proxy) and a
+  refused connection (curl error 7), whether yfinance raises them (curl_cffi's ``DNSError`` and
+  ``ConnectionError`` derive from ``OSError``) or only logs them, as ``yf.download`` does. Offline
+  that takes well under a second instead of the whole backoff schedule.
+* Other failed tickers are retried, only them, after ``backoff_seconds * 2**attempt`` (no
+  jitter), up to ``max_retries`` times, and never past the deadline: when the next wait would
+  end after it, the fetch stops at once. Retried: empty or all-NaN results, missing ticker
+  columns, ``YFRateLimitError`` and any other ``YFException``, timeouts and other ``OSError``.
+  Anything else a download raises is a bug and propagates unchanged.
+* The error is one short line: the cause (the curl message when there is one, not yfinance's
+  misleading "possibly delisted; no timezone found" for the other tickers of a batch), how
+  many symbols it affected and the first few of them.
+* yfinance's own deprecation warnings (pandas' ``inplace`` keyword, from ``yfinance.multi``)
+  are filtered out, so they do not reach the user's terminal; warnings from other modules
+  are left alone.
 
 Frames are requested with ``auto_adjust=True`` (``Close`` is the adjusted close and
 open/high/low are scaled with it; the ``Adj Close`` column yfinance still adds for failed
@@ -33,8 +43,11 @@ session returns empty frames without a download.
 from __future__ import annotations
 
 import logging
+import re
+import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -59,6 +72,44 @@ from market.vocabulary import BAR_COLUMNS, PRICE_COLUMNS
 VIX_SYMBOL = "^VIX"
 _FIELDS = frozenset({*BAR_COLUMNS, "adj close", "dividends", "stock splits", "capital gains"})
 _LOG_CHARS = 400
+#: curl error codes after which a retry cannot succeed: the network is not there.
+_UNREACHABLE_CURL_CODES = frozenset({5, 6, 7})
+_CURL_ERROR = re.compile(r"curl: \((\d+)\) (.+?)\.?(?= See | \(|'\)|\"\)| \| |\n|$)")
+_NAMED_SYMBOLS = 5
+
+
+class YahooUnreachable(SourceUnavailable):
+    """Yahoo Finance cannot be reached at all (no name resolution, connection refused): retrying
+    is pointless, so the fetch stops at once."""
+
+
+def _unreachable_cause(text: str) -> str | None:
+    """The curl message in ``text`` when it says the network is not there, else ``None``.
+
+    >>> _unreachable_cause("DNSError('Failed to perform, curl: (6) Could not resolve host: "
+    ...                    "query2.finance.yahoo.com. See https://curl.se')")
+    'Could not resolve host: query2.finance.yahoo.com (curl error 6)'
+    >>> _unreachable_cause("curl: (28) Connection timed out after 30001 milliseconds") is None
+    True
+    """
+    for code, message in _CURL_ERROR.findall(text):
+        if int(code) in _UNREACHABLE_CURL_CODES:
+            return f"{message} (curl error {code})"
+    return None
+
+
+def _quiet_yfinance() -> None:
+    """Keep yfinance's deprecation warnings out of the user's terminal (idempotent: the warnings
+    module moves an identical filter to the front instead of adding it again)."""
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"yfinance(\.|$)")
+
+
+def _some(symbols: Sequence[str]) -> str:
+    """``N symbols (A, B, C, D, E and 3 more)``: how many, and the first few by name."""
+    named = ", ".join(symbols[:_NAMED_SYMBOLS])
+    more = f" and {len(symbols) - _NAMED_SYMBOLS} more" if len(symbols) > _NAMED_SYMBOLS else ""
+    return f"{len(symbols)} symbol{'s' if len(symbols) != 1 else ''} ({named}{more})"
 
 
 def _field(label: object) -> str:
@@ -187,7 +238,7 @@ class YFinanceSource:
     >>> source.fetch_bars(["AAPL"], date(2020, 1, 2), date(2020, 1, 31))
     Traceback (most recent call last):
     ...
-    market.sources.base.SourceUnavailable: Yahoo Finance returned no usable data for AAPL after 3 attempts...
+    market.sources.base.SourceUnavailable: Yahoo Finance returned no usable data for 1 symbol (AAPL)...
     >>> waits
     [0.5, 1.0]
     """
@@ -250,6 +301,15 @@ class YFinanceSource:
             for at in range(0, len(pending), settings.batch_size):
                 batch = pending[at : at + settings.batch_size]
                 outcome = self._download(batch, first, last, started, deadline, reasons)
+                cause = _unreachable_cause(" | ".join([*outcome.log, repr(outcome.error or "")]))
+                if cause is None and isinstance(outcome.error, ConnectionRefusedError | socket.gaierror):
+                    cause = f"{type(outcome.error).__name__}: {outcome.error}"
+                if cause is not None:
+                    missing = [symbol for symbol in symbols if symbol not in got]
+                    raise YahooUnreachable(
+                        f"Yahoo Finance cannot be reached: {cause}; {_some(missing)} not downloaded. "
+                        "Check the network connection, or use the simulated, bundled or csv source"
+                    )
                 frames, failed = self._split(outcome, batch, first, last)
                 got.update(frames)
                 reasons.update(failed)
@@ -259,7 +319,7 @@ class YFinanceSource:
             attempts = attempt + 1
             if attempt >= settings.max_retries:
                 raise SourceUnavailable(
-                    f"Yahoo Finance returned no usable data for {', '.join(pending)} after "
+                    f"Yahoo Finance returned no usable data for {_some(pending)} after "
                     f"{attempts} attempt{'s' if attempts > 1 else ''}. "
                     f"Last reason: {self._reasons(pending, reasons)}"
                 )
@@ -268,7 +328,7 @@ class YFinanceSource:
                 raise SourceUnavailable(
                     f"the {settings.deadline_seconds:g} s deadline for Yahoo Finance would pass "
                     f"before retry {attempts} (after a {delay:g} s backoff), so "
-                    f"{', '.join(pending)} could not be downloaded. "
+                    f"{_some(pending)} could not be downloaded. "
                     f"Last reason: {self._reasons(pending, reasons)}"
                 )
             self.sleep(delay)
@@ -289,6 +349,7 @@ class YFinanceSource:
             import yfinance  # imported lazily: ~1 s
 
             download = yfinance.download
+        _quiet_yfinance()
         outcome = _Outcome()
 
         def work() -> None:
@@ -326,7 +387,7 @@ class YFinanceSource:
             earlier = self._reasons(batch, reasons) if any(s in reasons for s in batch) else ""
             raise SourceUnavailable(
                 f"the {self.settings.deadline_seconds:g} s deadline for Yahoo Finance passed "
-                f"after {waited:.1f} s while downloading {', '.join(batch)}: Yahoo could not be "
+                f"after {waited:.1f} s while downloading {_some(batch)}: Yahoo could not be "
                 "reached (no answer in time; on a network that drops packets silently yfinance "
                 "waits about 130 s per request)."
                 + (f" Earlier reason: {earlier}" if earlier else "")
@@ -374,7 +435,11 @@ class YFinanceSource:
 
     @staticmethod
     def _reasons(tickers: Sequence[str], reasons: dict[str, str]) -> str:
+        """Each distinct reason once, with the symbols it affected (the first few by name)."""
         grouped: dict[str, list[str]] = {}
         for ticker in tickers:
             grouped.setdefault(reasons.get(ticker, "unknown"), []).append(ticker)
-        return "; ".join(f"{', '.join(group)}: {reason}" for reason, group in grouped.items())
+        return "; ".join(
+            f"{', '.join(group) if len(group) <= _NAMED_SYMBOLS else _some(group)}: {reason}"
+            for reason, group in grouped.items()
+        )

@@ -118,6 +118,12 @@ def test_a_missing_file_names_the_paths_tried(tmp_path: Path) -> None:
         fetch(tmp_path, "TSLA")
 
 
+def test_a_file_named_in_another_case_is_named_in_the_error(tmp_path: Path) -> None:
+    (tmp_path / "spy.csv").write_text("date,open,high,low,close,volume\n2024-03-04,1,2,1,2,10\n")
+    with pytest.raises(SymbolNotAvailable, match=r"no file for SPY: .*; found spy\.csv: .*rename it to SPY\.csv"):
+        fetch(tmp_path, "SPY")
+
+
 def test_a_missing_directory_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(SourceUnavailable, match="does not exist"):
         CsvSource(tmp_path / "nowhere").fetch_bars(["AAPL"], START, END)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from datetime import date
+import warnings
+from datetime import date, timedelta
 from math import sqrt
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import yaml
 
 from market.calendar import nyse_sessions
 from market.config import LiveStorm, SimulatorSettings
-from market.sources.base import MarketSource, SymbolNotAvailable
+from market.sources.base import MarketSource, RangeClipped, SymbolNotAvailable
 from market.sources.simulated import (
     LIVE_STORM_FALL,
     SIGNAL_LOOKBACK,
@@ -264,6 +265,37 @@ def test_fetch_filters_the_date_range(source: SimulatedSource) -> None:
     assert source.fetch_bars(["AAPL"], first, last)["AAPL"].iloc[0, 0] > 0
     weekend = source.fetch_bars(["AAPL"], date(2010, 1, 2), date(2010, 1, 3))["AAPL"]
     assert weekend.empty and list(weekend.columns) == list(BAR_COLUMNS)
+
+
+def test_impossible_ranges_are_refused_as_the_other_sources_refuse_them(source: SimulatedSource) -> None:
+    with pytest.raises(ValueError, match=r"ends \(2019-01-01\) before it starts \(2020-01-01\)"):
+        source.fetch_bars(["AAPL"], date(2020, 1, 1), date(2019, 1, 1))
+    with pytest.raises(ValueError, match="before it starts"):
+        source.fetch_vix(date(2020, 1, 1), date(2019, 1, 1))
+    first, last = source.span()
+    beyond = last.date() + timedelta(days=30)
+    with pytest.raises(SymbolNotAvailable, match=rf"runs from 2005-01-03 to {last.date()} .*lies outside it"):
+        source.fetch_bars(["AAPL"], beyond, beyond + timedelta(days=30))
+    with pytest.raises(SymbolNotAvailable, match="lies outside it"):
+        source.fetch_vix(date(2000, 1, 3), date(2004, 12, 31))
+
+
+def test_a_range_cut_to_the_simulated_span_says_so(source: SimulatedSource, market: SimulatedMarket) -> None:
+    first, last = source.span()
+    assert (first, last) == (market.sessions[0], market.sessions[-1])
+    with pytest.warns(RangeClipped, match=rf"is cut to 2020-01-02 to {last.date()}"):
+        frames = source.fetch_bars(["AAPL"], date(2020, 1, 2), date(2030, 1, 1))
+    assert frames["AAPL"].index[-1] == last
+    with pytest.warns(RangeClipped, match="is cut to 2005-01-03 to 2005-03-31"):
+        source.fetch_vix(date(2004, 6, 1), date(2005, 3, 31))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RangeClipped)  # a range inside the span, or off only by a
+        source.fetch_bars(["AAPL"], date(2005, 1, 1), date(2020, 1, 5))  # holiday or weekend, is quiet
+
+
+def test_a_today_before_the_simulation_starts_is_refused_by_name(universe: Universe) -> None:
+    with pytest.raises(ValueError, match=r"starts on 2005-01-03 \(market.sources.simulated.start\)"):
+        SimulatedSource(universe, SimulatorSettings(), today=date(2004, 6, 1))
 
 
 def test_ground_truth_is_long_and_excludes_the_proxy(market: SimulatedMarket) -> None:
