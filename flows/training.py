@@ -1,0 +1,548 @@
+"""The retraining run's steps as plain Python: what the Prefect flow (``flows/retrain.py``) calls,
+one task per step, and what rebuilding a past run's training set replays without Prefect.
+
+The steps, as SPEC.md module 12 lists them: load config -> refresh market data -> features and
+labels -> regimes -> archive -> replay buffer -> assemble the hybrid set -> balance -> weight
+-> train the members -> validate per regime -> record. Everything is computed **as of** one
+session ``T``: the panel is cut at ``T`` before anything is computed, so no feature, label,
+regime, archive row, replay row or weight can depend on a bar after it. Labels need ``horizon``
+sessions after their row, so the last ``horizon`` sessions before ``T`` have none and are not
+trained on.
+
+The five validation sets (``models.validation.regime_validation_sets``: the held-out tail of the
+window for the calm regimes, of each archive event for crash and recovery) are cut first; the
+window, the archive and the replay rows are purged against them (label windows plus the
+embargo) before anything is assembled, so no training row, copy or replayed duplicate overlaps
+a validation label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import uuid4
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import log_loss
+
+from flows.archive import build_archive, open_archive
+from flows.config import LoadedConfig, Settings, StormwatchConfig
+from flows.data import MarketSelection, fetch_market_data, open_selection, open_store
+from market.cache import BarCache
+from market.features import FEATURE_NAMES
+from market.panel import BarPanel, load_panel
+from market.samples import Samples, build_samples
+from market.sources import MarketDataError
+from market.vocabulary import REGIMES, Regime
+from memory.hybrid import HybridSet, assemble_hybrid
+from memory.replay import ReplayBuffer, replay_version, replay_weights
+from memory.runs import ModelFile, RunStore, new_run
+from models.config import MemberSpec, TrainingConfig
+from models.sampling import RegimeBalancedSampler
+from models.validation import purge_training, regime_metrics, regime_validation_sets
+from models.weighting import RegimeWeighter
+from models.zoo import SoftVotingEnsemble, ensemble_weights, positive_class_proba
+from monitors.regimes import RegimeLabeler, RegimeTimeline, label_samples
+
+#: The regime a window row gets where the labeler has none yet (its first sessions).
+UNLABELLED_REGIME = Regime.NORMAL.value
+
+
+def open_runs(settings: Settings) -> RunStore:
+    return RunStore(settings.home / "runs", open_store(settings))
+
+
+def variant_name(training: TrainingConfig) -> str:
+    """``hybrid`` (every step on), ``baseline`` (window only) or the steps that are on."""
+    steps = [name for name in ("archive", "balance", "weights", "replay") if getattr(training, name)]
+    if len(steps) == 4:
+        return "hybrid"
+    return "+".join(["window", *steps]) if steps else "baseline"
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports kibibytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# --------------------------------------------------------------------------------------------
+# Steps 1-2: configuration and market data as of T
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarketData:
+    """The bars a run saw: the selected universe's panel cut at the as-of session."""
+
+    source: str
+    panel: BarPanel
+    as_of: pd.Timestamp
+    snapshot: str  # sha256 of every bar, proxy close and VIX value up to as_of
+
+    @property
+    def symbols(self) -> list[str]:
+        return self.panel.symbols
+
+
+def panel_snapshot(panel: BarPanel) -> str:
+    """sha256 of the panel's content: the data end of a run's lineage."""
+    digest = hashlib.sha256()
+    digest.update(np.asarray(panel.sessions.asi8, dtype=np.int64).tobytes())
+    digest.update(",".join(panel.symbols).encode())
+    for frame in (panel.open, panel.high, panel.low, panel.close, panel.volume, panel.proxy):
+        digest.update(np.ascontiguousarray(frame.to_numpy(dtype=np.float64)).tobytes())
+    digest.update(np.ascontiguousarray(panel.vix.to_numpy(dtype=np.float64)).tobytes())
+    return digest.hexdigest()
+
+
+def refresh_market_data(
+    loaded: LoadedConfig, settings: Settings, selection: MarketSelection, as_of: date | None
+) -> MarketData:
+    """Bring the cache up to ``as_of`` (only what is missing) and cut the panel there."""
+    source, universe = open_selection(loaded, selection)
+    end = as_of or date.today()
+    fetch_market_data(loaded, settings, source, universe, start=selection.start, end=end)
+    panel = load_panel(BarCache(settings.cache_dir, source.info.name), universe)
+    sessions = panel.sessions[panel.sessions <= pd.Timestamp(end)]
+    if len(sessions) == 0:
+        raise MarketDataError(f"no cached {source.info.name} session on or before {end}")
+    cut = panel.truncate(sessions[-1])
+    return MarketData(source=source.info.name, panel=cut, as_of=sessions[-1], snapshot=panel_snapshot(cut))
+
+
+# --------------------------------------------------------------------------------------------
+# Steps 3-6: window samples, regimes, archive, replay
+# --------------------------------------------------------------------------------------------
+
+
+def window_samples(config: StormwatchConfig, data: MarketData) -> Samples:
+    """Labelled samples of the rolling window: the last ``rolling_window_sessions`` up to T."""
+    sessions = data.panel.sessions
+    length = config.models.validation.rolling_window_sessions
+    if len(sessions) <= config.market.labels.horizon + 1:
+        raise MarketDataError(f"only {len(sessions)} sessions up to {data.as_of.date()}: too few to train")
+    start = sessions[max(0, len(sessions) - length)]
+    labels = config.market.labels
+    built = build_samples(data.panel, start, data.as_of, horizon=labels.horizon, kind=labels.kind,
+                          beta_lookback=labels.beta_lookback, barrier=labels.triple_barrier,
+                          provenance="window")
+    if built.frame.empty:
+        raise MarketDataError(f"no labelled window sample between {start.date()} and {data.as_of.date()} "
+                              "(histories too short for the features' lookback?)")
+    return Samples.from_frame(built.frame, FEATURE_NAMES).assign(event="")
+
+
+def label_regimes(config: StormwatchConfig, data: MarketData) -> RegimeTimeline:
+    """The causal regime timeline of the market proxy up to T."""
+    return RegimeLabeler(config.monitors.regimes).label(data.panel.proxy["close"], data.panel.vix)
+
+
+def with_regimes(samples: Samples, timeline: RegimeTimeline) -> Samples:
+    """``samples`` with the labeler's regime of each row's session (``normal`` before it has one)."""
+    regimes = pd.Series(label_samples(timeline, samples.dates)).fillna(UNLABELLED_REGIME).astype(str)
+    return samples.assign(regime=pd.Categorical(regimes.to_numpy()))
+
+
+@dataclass(frozen=True)
+class ArchiveSamples:
+    samples: Samples
+    version: str
+    built: bool
+
+
+def archive_samples(
+    loaded: LoadedConfig,
+    settings: Settings,
+    data: MarketData,
+    timeline: RegimeTimeline,
+    *,
+    version: str | None = None,
+) -> ArchiveSamples:
+    """The archive built from the bars up to T (built first if needed; a no-op when unchanged),
+    or the given ``version`` when rebuilding a past run. Rows are regimed by their event
+    (``memory.hybrid.archive_regime: event``) or by the causal labeler (``labeler``)."""
+    config = loaded.config
+    built = False
+    if version is None:
+        build = build_archive(loaded, settings, data.source, panel=data.panel)
+        version, built = build.version, build.built
+    archive = open_archive(settings)
+    try:
+        frame = archive.load(version)
+    finally:
+        archive.store.dispose()
+    frame = frame.loc[pd.to_datetime(frame["label_end"]) <= data.as_of]
+    frame = frame.loc[frame.index.get_level_values("date") <= data.as_of]
+    samples = Samples.from_frame(frame, FEATURE_NAMES)
+    if config.memory.hybrid.archive_regime == "labeler" and len(samples):
+        samples = with_regimes(samples, timeline)
+    return ArchiveSamples(samples=samples, version=version, built=built)
+
+
+def replay_samples(settings: Settings, config: StormwatchConfig, as_of: pd.Timestamp) -> Samples | None:
+    """The replay buffer's entries whose labels had matured by T."""
+    buffer = ReplayBuffer(open_store(settings), config.memory.replay)
+    try:
+        return buffer.load(FEATURE_NAMES, as_of=as_of.date())
+    finally:
+        buffer.store.dispose()
+
+
+# --------------------------------------------------------------------------------------------
+# Steps 7-9: validation sets, purge, assemble, balance, weight
+# --------------------------------------------------------------------------------------------
+
+
+def validation_sets(window: Samples, archive: Samples) -> dict[Regime, Samples]:
+    """The five per-regime validation sets (module 4), as samples."""
+    w_rows = window.rows.assign(_position=np.arange(len(window)))
+    a_rows = archive.rows.assign(_position=np.arange(len(archive)))
+    sets = regime_validation_sets(w_rows, a_rows, window_regimes=window.rows["regime"].astype(str).to_numpy(),
+                                  archive_regimes=archive.rows["regime"].astype(str).to_numpy())
+    out = {}
+    for regime, rows in sets.items():
+        source = window if regime.value in ("low_volatility", "normal", "high_volatility") else archive
+        out[regime] = source.take(rows["_position"].to_numpy()).assign(regime=regime.value)
+    return out
+
+
+def purged(samples: Samples | None, held_out: Mapping[Regime, Samples], *, embargo: int,
+           sessions: pd.DatetimeIndex) -> Samples | None:
+    """``samples`` without any row whose label window (plus the embargo) touches a validation
+    label window."""
+    if samples is None:
+        return None
+    frames = [s.rows for s in held_out.values() if len(s)]
+    if not frames or not len(samples):
+        return samples
+    rows = samples.rows.assign(_position=np.arange(len(samples)))
+    kept = purge_training(rows, frames, embargo_sessions=embargo, sessions=sessions)
+    return samples.take(kept["_position"].to_numpy())
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Exactly what every member is fitted on: the rows, their weights and the set's hash."""
+
+    samples: Samples
+    weights: np.ndarray
+    content_hash: str
+    hybrid: HybridSet
+    sampling: dict[str, Any] = field(default_factory=dict)  # before/after shares per regime
+    weighting: dict[str, Any] = field(default_factory=dict)  # share of rows and of weight per regime
+
+    @property
+    def effective_rows(self) -> float:
+        return float(self.weights.sum())
+
+
+def assemble_training_set(
+    config: StormwatchConfig,
+    window: Samples,
+    archive: Samples | None,
+    replay: Samples | None,
+    training: TrainingConfig,
+) -> TrainingSet:
+    """Hybrid assembly, then regime balancing, then regime and replay weights, as switched."""
+    hybrid = assemble_hybrid(window, archive if training.archive else None,
+                             replay if training.replay else None, events=config.memory.archive.events,
+                             hybrid=config.memory.hybrid, replay_config=config.memory.replay)
+    samples = hybrid.samples
+    regimes = samples.rows["regime"].astype(str).to_numpy()
+    sampling: dict[str, Any] = {}
+    if training.balance:
+        sampler = RegimeBalancedSampler.from_config(config.models.sampling)
+        samples = samples.take(sampler.sample_indices(regimes))
+        report = sampler.report_
+        sampling = {"n_before": report.n_before, "n_after": report.n_after,
+                    "regimes": [r.__dict__ for r in report.regimes], "note": report.empty_regime_note}
+        regimes = samples.rows["regime"].astype(str).to_numpy()
+    if training.weights:
+        weighter = RegimeWeighter.from_config(config.models)
+        weights = weighter.weights_for(regimes)
+        weighting = {"effective_size": weighter.report(regimes).effective_size}
+    else:
+        weights = np.ones(len(samples))
+        weighting = {}
+    is_replay = (samples.rows["provenance"].astype(str) == "replay").to_numpy()
+    weights = replay_weights(weights, is_replay, config.memory.replay)
+    return TrainingSet(samples=samples, weights=weights, content_hash=samples.content_hash(weights),
+                       hybrid=hybrid, sampling=sampling, weighting=weighting)
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """Everything before training: the data, the validation sets and the training set."""
+
+    data: MarketData
+    timeline: RegimeTimeline
+    validation: dict[Regime, Samples]
+    training_set: TrainingSet
+    archive_version: str
+    archive_built: bool
+    replay: Samples | None
+    replay_version: str
+
+
+def prepare_from_parts(
+    config: StormwatchConfig,
+    data: MarketData,
+    timeline: RegimeTimeline,
+    window: Samples,
+    archived: ArchiveSamples,
+    replay: Samples | None,
+    training: TrainingConfig,
+) -> PreparedRun:
+    """Validation sets first, every part purged against them, then assemble, balance, weight."""
+    held_out = validation_sets(window, archived.samples)
+    embargo, sessions = config.models.validation.embargo_sessions, data.panel.sessions
+    training_set = assemble_training_set(
+        config, purged(window, held_out, embargo=embargo, sessions=sessions),  # type: ignore[arg-type]
+        purged(archived.samples, held_out, embargo=embargo, sessions=sessions),
+        purged(replay, held_out, embargo=embargo, sessions=sessions), training)
+    hybrid_rows = training_set.hybrid.samples
+    used = hybrid_rows.where(hybrid_rows.rows["provenance"].astype(str) == "replay")
+    return PreparedRun(data=data, timeline=timeline, validation=held_out, training_set=training_set,
+                       archive_version=archived.version, archive_built=archived.built,
+                       replay=used if len(used) else None, replay_version=replay_version(used))
+
+
+def prepare(
+    loaded: LoadedConfig,
+    settings: Settings,
+    data: MarketData,
+    training: TrainingConfig,
+    *,
+    archive_version: str | None = None,
+    replay: Samples | None | str = "buffer",
+) -> PreparedRun:
+    """Steps 3-9 in one call (what :func:`rebuild_training_set` replays): ``replay="buffer"``
+    reads the replay buffer; a past run passes the replay rows it recorded (or ``None``)."""
+    config = loaded.config
+    timeline = label_regimes(config, data)
+    window = with_regimes(window_samples(config, data), timeline)
+    archived = archive_samples(loaded, settings, data, timeline, version=archive_version)
+    rows = replay_samples(settings, config, data.as_of) if isinstance(replay, str) else replay
+    return prepare_from_parts(config, data, timeline, window, archived, rows if training.replay else None,
+                              training)
+
+
+# --------------------------------------------------------------------------------------------
+# Steps 10-11: train, validate per regime
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FittedMember:
+    name: str
+    model: Any
+    fit_seconds: float
+    warnings: tuple[str, ...] = ()  # distinct warnings the fit raised (convergence, ...)
+
+
+def fit_member(name: str, spec: MemberSpec, training_set: TrainingSet) -> FittedMember:
+    """One zoo member fitted on the training set's feature columns with its weights.
+
+    Warnings raised by the fit (an MLP that stops at ``max_iter``...) are collected and returned
+    rather than printed once per iteration into the user's terminal."""
+    estimator = spec.build(where=f"models.zoo.{name}")
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        estimator.fit(training_set.samples.features, training_set.samples.target.to_numpy(),
+                      sample_weight=training_set.weights)
+    seen = tuple(dict.fromkeys(f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught))
+    return FittedMember(name=name, model=estimator, fit_seconds=time.perf_counter() - started, warnings=seen)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Per-regime metrics of every member and of the ensemble on the five validation sets."""
+
+    rows: Samples
+    metrics: dict[str, pd.DataFrame]  # member (and "ensemble") -> regime_metrics table
+    ensemble: SoftVotingEnsemble
+    ensemble_proba: np.ndarray
+    reference_log_loss: float
+
+
+def validate(members: list[FittedMember], prepared: PreparedRun) -> Validation:
+    """Score every member on the validation sets, weight the ensemble by validation skill
+    (log loss against predicting the training base rate), and score the ensemble."""
+    held = [s for s in prepared.validation.values() if len(s)]
+    if not held:
+        raise ValueError("every validation set is empty: nothing to validate on")
+    rows = Samples.concat(held)
+    y = rows.target.to_numpy()
+    regimes = rows.rows["regime"].astype(str).to_numpy()
+    train = prepared.training_set
+    base_rate = float(np.average(train.samples.target.to_numpy(), weights=train.weights))
+    reference = float(log_loss(y, np.full(len(y), base_rate), labels=[0, 1]))
+    metrics, losses = {}, {}
+    for member in members:
+        p = positive_class_proba(member.model, rows.features)
+        metrics[member.name] = regime_metrics(y, p, regimes)
+        losses[member.name] = float(metrics[member.name].loc["overall", "log_loss"])
+    weights = ensemble_weights(losses, reference)
+    ensemble = SoftVotingEnsemble(members={m.name: m.model for m in members}, weights=weights,
+                                  feature_names=train.samples.feature_names)
+    proba = ensemble.predict_proba(rows.features)[:, 1]
+    metrics["ensemble"] = regime_metrics(y, proba, regimes)
+    return Validation(rows=rows, metrics=metrics, ensemble=ensemble, ensemble_proba=proba,
+                      reference_log_loss=reference)
+
+
+def accuracy_table(metrics: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Accuracy per regime (rows: the five regimes and overall) of every member and the
+    ensemble, with the count behind each row."""
+    ensemble = metrics["ensemble"]
+    order = [r.value for r in REGIMES if r.value in ensemble.index] + ["overall"]
+    table = pd.DataFrame({"n": ensemble.loc[order, "n"]})
+    for name, frame in metrics.items():
+        table[name] = frame.loc[order, "accuracy"]
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# Step 12: record
+# --------------------------------------------------------------------------------------------
+
+
+def new_run_id(as_of: pd.Timestamp) -> str:
+    return f"{as_of:%Y%m%d}-{datetime.now(UTC):%H%M%S}-{uuid4().hex[:6]}"
+
+
+def start_run(loaded: LoadedConfig, settings: Settings, data: MarketData, training: TrainingConfig,
+              *, flow_run_id: str = "") -> str:
+    """Record the run as ``running`` (and its configuration), before any heavy work."""
+    runs = open_runs(settings)
+    try:
+        runs.store.record_config(content_hash=loaded.content_hash, version=loaded.version,
+                                 content=loaded.config.model_dump_json())
+        run_id = new_run_id(data.as_of)
+        runs.start(new_run(run_id=run_id, config_hash=loaded.content_hash, config_version=loaded.version,
+                           as_of=data.as_of.date(), source=data.source, symbols=data.symbols,
+                           variant=variant_name(training), flow_run_id=flow_run_id))
+        runs.update(run_id, data_snapshot=data.snapshot)
+        return run_id
+    finally:
+        runs.store.dispose()
+
+
+def record_prepared(settings: Settings, run_id: str, prepared: PreparedRun) -> None:
+    """Lineage known before training: archive, replay rows (kept with the run), the set's hash."""
+    runs = open_runs(settings)
+    try:
+        if prepared.replay is not None:
+            runs.write_file(run_id, "replay.parquet", prepared.replay.to_frame())
+        ts = prepared.training_set
+        details = {"provenance": ts.hybrid.counts.reset_index().to_dict("records"),
+                   "archive_shares": ts.hybrid.archive_shares.to_dict("records"),
+                   "sampling": ts.sampling, "weighting": ts.weighting,
+                   "validation_rows": {r.value: len(s) for r, s in prepared.validation.items()}}
+        runs.update(run_id, archive_version=prepared.archive_version, replay_version=prepared.replay_version,
+                    replay_rows=0 if prepared.replay is None else len(prepared.replay),
+                    training_set_hash=ts.content_hash, training_rows=len(ts.samples),
+                    effective_rows=ts.effective_rows, details=json.dumps(details, default=str))
+    finally:
+        runs.store.dispose()
+
+
+def record_success(
+    loaded: LoadedConfig,
+    settings: Settings,
+    run_id: str,
+    prepared: PreparedRun,
+    members: list[FittedMember],
+    validation: Validation,
+    *,
+    seconds: float,
+    admit_replay: bool,
+) -> dict[str, Any]:
+    """Write the models and metrics and mark the run succeeded; then admit the ensemble's worst
+    validation errors to the replay buffer. Returns what the buffer did."""
+    config = loaded.config
+    files = [ModelFile(member=m.name, model=m.model, fit_seconds=m.fit_seconds,
+                       ensemble_weight=validation.ensemble.weights[m.name],
+                       params=config.models.zoo[m.name].kwargs) for m in members]  # type: ignore[index]
+    files.append(ModelFile(member="ensemble", model=validation.ensemble,
+                           fit_seconds=sum(m.fit_seconds for m in members)))
+    runs = open_runs(settings)
+    try:
+        runs.succeed(run_id, files, validation.metrics, seconds=seconds, peak_memory_mb=peak_memory_mb())
+    finally:
+        runs.store.dispose()
+    if not admit_replay:
+        return {}
+    buffer = ReplayBuffer(open_store(settings), config.memory.replay)
+    try:
+        report = buffer.admit(validation.rows, validation.ensemble_proba, model_version=f"{run_id}/ensemble",
+                              as_of=prepared.data.as_of.date(), horizon=config.market.labels.horizon)
+    finally:
+        buffer.store.dispose()
+    return report.__dict__
+
+
+def record_failure(settings: Settings, run_id: str, exc: BaseException) -> None:
+    runs = open_runs(settings)
+    try:
+        runs.fail(run_id, f"{type(exc).__name__}: {exc}")
+    finally:
+        runs.store.dispose()
+
+
+# --------------------------------------------------------------------------------------------
+# Rebuilding a past run's training set
+# --------------------------------------------------------------------------------------------
+
+
+def rebuild_training_set(settings: Settings, run_id: str) -> tuple[TrainingSet, str]:
+    """The training set of a recorded run, rebuilt from its lineage: the configuration it used
+    (by content hash), its source, symbols and as-of session, its archive version and the replay
+    rows it trained on. Returns the set and the hash the run recorded, which must match."""
+    from memory.tables import ConfigVersion
+
+    runs = open_runs(settings)
+    try:
+        run = runs.get(run_id)
+        with runs.store.session() as session:
+            stored = session.get(ConfigVersion, run.config_hash)
+    finally:
+        runs.store.dispose()
+    if stored is None:
+        raise LookupError(f"run {run.run_id}: configuration {run.config_hash[:12]} is not in the store")
+    config = parse_config_json(stored.content)
+    loaded = LoadedConfig(config=config, path=settings.home, content_hash=config.content_hash())
+    selection = MarketSelection(source=run.source, symbols=tuple(run.symbols.split(",")))
+    source, universe = open_selection(loaded, selection)
+    as_of = pd.Timestamp(run.as_of)
+    panel = load_panel(BarCache(settings.cache_dir, source.info.name), universe).truncate(as_of)
+    data = MarketData(source=run.source, panel=panel, as_of=as_of, snapshot=panel_snapshot(panel))
+    replay = None
+    if run.replay_rows:
+        frame = pd.read_parquet(runs.run_dir(run.run_id) / "replay.parquet")
+        replay = Samples.from_frame(frame, FEATURE_NAMES)
+    training = TrainingConfig(**training_switches(run.variant), max_parallel_members=1)
+    prepared = prepare(loaded, settings, data, training, archive_version=run.archive_version or None,
+                       replay=replay)
+    return prepared.training_set, run.training_set_hash
+
+
+def parse_config_json(content: str) -> StormwatchConfig:
+    return StormwatchConfig.model_validate_json(content)
+
+
+def training_switches(variant: str) -> dict[str, bool]:
+    """The ablation switches a variant name stands for (the inverse of :func:`variant_name`)."""
+    if variant == "hybrid":
+        return dict.fromkeys(("archive", "balance", "weights", "replay"), True)
+    steps = set(variant.split("+")) if variant != "baseline" else set()
+    return {name: name in steps for name in ("archive", "balance", "weights", "replay")}
