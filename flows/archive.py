@@ -4,12 +4,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import date
+
+import pandas as pd
 
 from flows.config import LoadedConfig, Settings
-from flows.data import fetch_market_data, open_store, resolve_source
+from flows.data import MarketSelection, fetch_market_data, open_selection, open_store
 from market.cache import BarCache, NotCached
 from market.panel import BarPanel, load_panel
-from memory.archive import ArchiveBuild, RareEventArchive
+from market.sources import MarketDataError
+from memory.archive import ArchiveBuild, ArchiveNotBuilt, RareEventArchive
+from memory.tables import ArchiveVersion
 
 
 def open_archive(settings: Settings) -> RareEventArchive:
@@ -21,15 +27,56 @@ def cached_panel(
     settings: Settings,
     source_name: str | None = None,
     on_fetch: Callable[[str], None] | None = None,
+    *,
+    selection: MarketSelection | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> tuple[str, BarPanel]:
-    """The universe's panel from the cache, fetching first what is not cached yet."""
-    source, universe = resolve_source(loaded, source_name)
+    """The selected universe's panel from the cache, fetching first what is not cached yet.
+
+    ``selection`` (source, csv directory, symbols, dates) wins over ``source_name``; its dates
+    cut the panel (and bound the fetch). ``on_start`` is told how many series a fetch will bring
+    (the source's universe, which for ``bundled`` is not the configured one) before it starts."""
+    selection = selection or MarketSelection(source=source_name)
+    source, universe = open_selection(loaded, selection)
     cache = BarCache(settings.cache_dir, source.info.name)
     try:
-        return source.info.name, load_panel(cache, universe)
+        panel = load_panel(cache, universe)
     except NotCached:
-        fetch_market_data(loaded, settings, source, universe, on_progress=on_fetch)
-        return source.info.name, load_panel(cache, universe)
+        if on_start is not None:
+            on_start(len(universe.symbols) + 1)
+        fetch_market_data(loaded, settings, source, universe, start=selection.start, end=selection.end,
+                          on_progress=on_fetch)
+        panel = load_panel(cache, universe)
+    return source.info.name, window(panel, selection.start, selection.end)
+
+
+def window(panel: BarPanel, start: date | None, end: date | None) -> BarPanel:
+    """``panel`` cut to the sessions in ``[start, end]`` (either end open when ``None``)."""
+    if start is None and end is None:
+        return panel
+    cut = slice(pd.Timestamp(start) if start else None, pd.Timestamp(end) if end else None)
+    proxy = panel.proxy.loc[cut]
+    if proxy.empty:
+        held = panel.proxy.index
+        raise MarketDataError(f"no cached session between {start or 'the first'} and {end or 'the last'} "
+                              f"(the cache holds {held[0].date()} to {held[-1].date()})")
+    return replace(panel, open=panel.open.loc[cut], high=panel.high.loc[cut], low=panel.low.loc[cut],
+                   close=panel.close.loc[cut], volume=panel.volume.loc[cut], proxy=proxy,
+                   vix=panel.vix.loc[cut])
+
+
+def latest_archive_version(archive: RareEventArchive, source: str) -> ArchiveVersion:
+    """The latest archive version built from ``source``'s bars; refused naming what was built."""
+    versions = archive.versions()
+    mine = [v for v in versions if v.source == source]
+    if mine:
+        return mine[-1]
+    if not versions:
+        raise ArchiveNotBuilt("no archive has been built yet: run `stormwatch archive build`")
+    built = sorted({v.source for v in versions})
+    raise ArchiveNotBuilt(f"no archive has been built from the {source} source (built from: "
+                          f"{', '.join(built)}): run `stormwatch archive build --source {source}`, "
+                          f"or show one with --source {built[0]}")
 
 
 def build_archive(
@@ -40,11 +87,15 @@ def build_archive(
     on_fetch: Callable[[str], None] | None = None,
     on_progress: Callable[[str], None] | None = None,
     panel: BarPanel | None = None,
+    selection: MarketSelection | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> ArchiveBuild:
     """Build (or find unchanged) the archive of the configured events from cached bars (or from
-    ``panel``, the source's cached panel a caller already loaded)."""
+    ``panel``, the source's cached panel a caller already loaded); see :func:`cached_panel` for
+    ``selection`` and ``on_start``."""
     if panel is None:
-        source_name, panel = cached_panel(loaded, settings, source_name, on_fetch)
+        source_name, panel = cached_panel(loaded, settings, source_name, on_fetch, selection=selection,
+                                          on_start=on_start)
     name = source_name or loaded.config.market.sources.default
     archive = open_archive(settings)
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from flows.archive import cached_panel
 from flows.config import LoadedConfig, Settings
+from flows.data import MarketSelection
 from market.panel import BarPanel
 from monitors.regime_plot import plot_regimes
 from monitors.regimes import RegimeLabeler, RegimeTimeline
@@ -31,12 +32,16 @@ def regime_timeline(
     plot: bool = True,
     on_fetch: Callable[[str], None] | None = None,
     panel: BarPanel | None = None,
+    selection: MarketSelection | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> RegimeReport:
     """Label the cached market proxy (fetching first if needed) with the configured rules and,
     unless ``plot`` is False, draw it with the archive windows to ``reports/regimes-<source>.png``.
-    ``panel`` is the source's cached panel when the caller already loaded it."""
+    ``panel`` is the source's cached panel when the caller already loaded it; see
+    :func:`flows.archive.cached_panel` for ``selection`` and ``on_start``."""
     if panel is None:
-        source_name, panel = cached_panel(loaded, settings, source_name, on_fetch)
+        source_name, panel = cached_panel(loaded, settings, source_name, on_fetch, selection=selection,
+                                          on_start=on_start)
     name = source_name or loaded.config.market.sources.default
     close = panel.proxy["close"]
     timeline = RegimeLabeler(loaded.config.monitors.regimes).label(close, panel.vix)

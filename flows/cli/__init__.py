@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import archive, config_commands, data, demo, features, regimes
+from flows.cli import archive, common, config_commands, data, demo, features, regimes
 
 app = typer.Typer(help="Stormwatch: keep trading models honest through market storms.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -15,9 +15,10 @@ app = typer.Typer(help="Stormwatch: keep trading models honest through market st
 
 @app.callback()
 def main(
-    debug: Annotated[bool, typer.Option(help="Show an error's traceback instead of one line.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show an error's traceback, not one line.")] = False,
 ) -> None:
     """Stormwatch: keep trading models honest through market storms."""
+    common.set_debug(debug)
 
 
 app.add_typer(data.app, name="data")

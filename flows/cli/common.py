@@ -27,8 +27,9 @@ another source, an unsafe symbol, a date not like 2020-03-23, ``--end`` before `
 
 Configuration. :func:`load` reads the file chosen by ``--config`` > ``STORMWATCH_CONFIG`` >
 ``./stormwatch.yaml`` > the packaged default (:func:`flows.config.resolve_config_path`) and the
-settings from the environment, and checks ``STORMWATCH_HOME``; an invalid file or an unusable
-home exits with status 2 (the user must fix the invocation or the environment).
+settings from the environment, and checks ``STORMWATCH_HOME`` (without creating it). An invalid
+file exits with status 2, like a bad option; a home that cannot hold state (a file, a directory
+that cannot be created or written) with status 1, naming ``STORMWATCH_HOME``.
 
 Errors. Wrap the work in ``with cli_errors():``. An expected failure (:data:`EXPECTED_ERRORS`:
 bad paths, unwritable homes, unavailable databases, impossible ranges, unknown or unreachable
@@ -49,7 +50,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -72,7 +72,7 @@ from memory.store import StoreUnavailable
 __all__ = [
     "EXPECTED_ERRORS", "ConfigOption", "CsvDirOption", "EndOption", "MarketSelection", "SourceOption",
     "StartOption", "SymbolsOption", "cli_errors", "console", "errors", "fail", "load", "market_selection",
-    "parse_day", "progress_bar",
+    "parse_day", "progress_bar", "simulated_today",
 ]
 
 # Piped output (CI logs, `make demo | tee`) gets a width that fits the event table unwrapped.
@@ -155,11 +155,22 @@ def market_selection(
     return MarketSelection(source=source, csv_dir=csv_dir, symbols=wanted, start=first, end=last)
 
 
+def simulated_today(loaded: LoadedConfig, today: str | None) -> date | None:
+    """``--today`` for the simulated market as a date; a usage error before the market starts."""
+    day = parse_day(today, "--today")
+    first = loaded.config.market.sources.simulated.start
+    if day is not None and day < first:
+        raise typer.BadParameter(
+            f"{day} is before the simulated market starts ({first}, market.sources.simulated.start)",
+            param_hint="--today")
+    return day
+
+
 def load(path: Path | None, *, home: bool = True) -> tuple[LoadedConfig, Settings]:
     """The validated configuration (see :func:`flows.config.resolve_config_path`) and the settings.
 
-    An invalid file, or (unless ``home`` is False) a ``STORMWATCH_HOME`` that cannot hold state,
-    exits with status 2 and one message."""
+    An invalid file exits with status 2; unless ``home`` is False, a ``STORMWATCH_HOME`` that
+    cannot hold state exits with status 1; each with one message."""
     settings = Settings()
     file, origin = resolve_config_path(path, settings.config)
     try:
@@ -171,8 +182,7 @@ def load(path: Path | None, *, home: bool = True) -> tuple[LoadedConfig, Setting
         try:
             settings.check_home()
         except HomeUnavailable as exc:
-            errors.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(exc) from None
     return loaded, settings
 
 
@@ -192,10 +202,18 @@ def fail(exc: BaseException, hint: str | None = None) -> typer.Exit:
     return typer.Exit(1)
 
 
+_debug = False
+
+
+def set_debug(debug: bool) -> None:
+    """Record ``stormwatch --debug`` (the root command's callback calls this on every run)."""
+    global _debug
+    _debug = debug
+
+
 def debug_requested() -> bool:
-    """Whether the root command was given ``--debug``."""
-    context = click.get_current_context(silent=True)
-    return bool(context is not None and context.find_root().params.get("debug"))
+    """Whether this run was started with ``stormwatch --debug``."""
+    return _debug
 
 
 @contextmanager
@@ -204,7 +222,7 @@ def cli_errors(*also: type[BaseException]) -> Iterator[None]:
     exit status 1; with ``stormwatch --debug`` let them through with their traceback."""
     try:
         yield
-    except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+    except (typer.Exit, typer.Abort, typer.TyperException):
         raise
     except EXPECTED_ERRORS + also as exc:
         if debug_requested():

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from flows.cli.archive import archive_table
-from flows.cli.common import ConfigOption, console, load, parse_day, progress_bar
+from flows.cli.common import ConfigOption, cli_errors, console, load, progress_bar, simulated_today
+
+
+def _share(value: float, spec: str) -> str:
+    """A share or a return formatted with ``spec``; "-" where there is nothing to measure (an
+    event after the pretended today, a regime the market never entered)."""
+    return "-" if math.isnan(value) else format(value, spec)
 
 
 def demo(
     config: ConfigOption = None,
     today: Annotated[str | None, typer.Option(help="Pretend today is this date (YYYY-MM-DD).")] = None,
 ) -> None:
-    """Simulate and cache the market, label its regimes, build the archive, and summarise the
-    storms it went through."""
+    """Simulate and cache the market, label its regimes, build the archive, summarise the storms.
+
+    Runs on the embedded simulated market (no network); a second run only adds new sessions."""
     from flows.demo import run_demo
 
     loaded, settings = load(config)
-    day = parse_day(today, "--today")
-    with progress_bar() as progress:
+    day = simulated_today(loaded, today)
+    with cli_errors(), progress_bar() as progress:
         task = progress.add_task("simulate and cache", total=len(loaded.config.market.universe.symbols) + 1,
                                  symbol="")
         # Labelling regimes and building the archive follow the fetch; they take seconds.
@@ -43,8 +51,8 @@ def demo(
     for column in ("regime", "true share", "labelled share", "true sessions labelled so"):
         regimes.add_column(column, justify="left" if column == "regime" else "right")
     for regime, share in summary.regime_shares.items():
-        regimes.add_row(regime, f"{share:.1%}", f"{summary.labelled_shares[regime]:.1%}",
-                        f"{summary.labeller_recall[regime]:.0%}")
+        regimes.add_row(regime, _share(share, ".1%"), _share(summary.labelled_shares[regime], ".1%"),
+                        _share(summary.labeller_recall[regime], ".0%"))
     console.print(regimes)
     events = Table(title="The eight archive events in the simulated market proxy")
     for column in ("event", "window", "regime", "sessions", "return", "max drawdown",
@@ -52,8 +60,9 @@ def demo(
         events.add_column(column, justify="left" if column in ("event", "window", "regime") else "right",
                           no_wrap=True)
     for name, regime, s in summary.events:
-        events.add_row(name, f"{s.start}..{s.end}", regime, str(s.sessions), f"{s.total_return:+.1%}",
-                       f"{s.max_drawdown:.1%}", f"{s.worst_10_session_fall:.1%}", f"{s.peak_vix:.1f}")
+        events.add_row(name, f"{s.start}..{s.end}", regime, str(s.sessions), _share(s.total_return, "+.1%"),
+                       _share(s.max_drawdown, ".1%"), _share(s.worst_10_session_fall, ".1%"),
+                       _share(s.peak_vix, ".1f"))
     console.print(events)
     build = summary.archive
     state = "built" if build.built else "unchanged"

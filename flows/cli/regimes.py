@@ -7,8 +7,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.cli.common import ConfigOption, SourceOption, console, fail, load
-from market.sources import MarketDataError
+from flows.cli.common import (
+    ConfigOption,
+    CsvDirOption,
+    EndOption,
+    SourceOption,
+    StartOption,
+    SymbolsOption,
+    cli_errors,
+    console,
+    load,
+    market_selection,
+)
 
 app = typer.Typer(help="Market regimes.", no_args_is_help=True)
 
@@ -16,19 +26,23 @@ app = typer.Typer(help="Market regimes.", no_args_is_help=True)
 @app.command("show")
 def regimes_show(
     source: SourceOption = None,
+    csv_dir: CsvDirOption = None,
+    symbols: SymbolsOption = None,
+    start: StartOption = None,
+    end: EndOption = None,
     spells: Annotated[int, typer.Option(min=0, help="How many of the latest regime spells to list.")] = 12,
     plot: Annotated[bool, typer.Option(help="Draw the price coloured by regime as a PNG.")] = True,
     config: ConfigOption = None,
 ) -> None:
-    """The regime timeline of the market proxy: sessions per regime, the rules that fired, the
-    latest spells, and a PNG of the price coloured by regime with the archive windows marked."""
+    """The regime timeline of the market proxy: sessions per regime and the rules that fired.
+
+    Also the latest spells, and a PNG of the price coloured by regime with the archive windows."""
     from flows.regimes import regime_timeline
 
+    selection = market_selection(source, csv_dir, symbols, start, end)
     loaded, settings = load(config)
-    try:
-        report = regime_timeline(loaded, settings, source, plot=plot)
-    except (MarketDataError, ValueError) as exc:
-        raise fail(exc) from None
+    with cli_errors():
+        report = regime_timeline(loaded, settings, plot=plot, selection=selection)
     timeline = report.timeline
     counts = timeline.counts()
     table = Table(title=f"Regimes of the {report.source} market proxy, "

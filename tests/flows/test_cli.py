@@ -71,7 +71,7 @@ def test_fetch_your_own_files_then_show_them(csv_dir: Path) -> None:
     ("args", "message"),
     [
         (("data", "show", "../etc"), "unsafe symbol"),
-        (("data", "show", "ZZZ"), "ZZZ is not cached"),
+        (("data", "show", "ZZZ"), "nothing is cached for source 'simulated'"),
         (("data", "fetch", "--source", "csv", "--symbols", "AAPL"), "needs a directory"),
         (("data", "fetch", "--source", "nowhere"), "unknown source 'nowhere'"),
         (("data", "fetch", "--start", "03/01/2020"), "is not a date like"),
@@ -116,7 +116,7 @@ def test_demo_then_archive_build_and_show() -> None:
     assert code == 0 and "unchanged, nothing rebuilt" in out
     code, out = run("archive", "show")
     assert code == 0, out
-    assert "samples per regime: crash" in out and "versions: 1.1.0" in out
+    assert "samples per regime: crash" in out and "versions from simulated: 1.1.0" in out
 
     code, out = run("regimes", "show", "--spells", "3", "--no-plot")
     assert code == 0, out
