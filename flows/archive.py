@@ -65,6 +65,21 @@ def window(panel: BarPanel, start: date | None, end: date | None) -> BarPanel:
                    vix=panel.vix.loc[cut])
 
 
+def require_feature_history(panel: BarPanel, source: str) -> None:
+    """Refuse a panel too short for the longest feature lookback, naming what would do (the
+    feature library would otherwise fail deep inside with a window-size message)."""
+    from market.features import FEATURES
+
+    longest = max(spec.lookback for spec in FEATURES)
+    sessions = panel.proxy.index
+    if len(sessions) <= longest:
+        span = f"{sessions[0].date()} to {sessions[-1].date()}" if len(sessions) else "nothing"
+        raise MarketDataError(
+            f"the {source} bars hold {len(sessions)} sessions ({span}); the features need more than "
+            f"{longest}: fetch a longer history (an earlier --start)"
+        )
+
+
 def latest_archive_version(archive: RareEventArchive, source: str) -> ArchiveVersion:
     """The latest archive version built from ``source``'s bars; refused naming what was built."""
     versions = archive.versions()
@@ -97,6 +112,7 @@ def build_archive(
         source_name, panel = cached_panel(loaded, settings, source_name, on_fetch, selection=selection,
                                           on_start=on_start)
     name = source_name or loaded.config.market.sources.default
+    require_feature_history(panel, name)
     archive = open_archive(settings)
     try:
         return archive.build(loaded.config.memory.archive, panel, loaded.config.market.labels, name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +151,125 @@ def test_real_bundled_history_end_to_end() -> None:
     code, out = run("regimes", "show", "--source", "bundled", "--no-plot")
     assert code == 0, out
     assert "realised-volatility fallback labelled them" in " ".join(out.split())
+
+
+# -- issue 7: configuration that travels, one set of options, data show, the small things -------
+
+
+def test_config_validate_in_a_folder_reads_that_folders_file(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out = run("config", "init")
+    assert code == 0, out
+    local = tmp_path / "stormwatch.yaml"
+    assert local.read_text() == DEFAULT_CONFIG.read_text()
+    code, out = run("config", "init")
+    assert code == 1 and "already exists" in out
+    local.write_text(local.read_text().replace("regime: recovery", "regime: bounce", 1))
+    code, out = run("config", "validate")
+    assert code == 2 and str(local) in " ".join(out.split()) and "'bounce'" in out
+    code, out = run("config", "show", "-c", str(DEFAULT_CONFIG))
+    assert code == 0 and "chosen by: --config" in out and "content hash" in out
+
+
+def test_config_show_names_the_environments_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(DEFAULT_CONFIG.read_text())
+    monkeypatch.setenv("STORMWATCH_CONFIG", str(mine))
+    code, out = run("config", "show")
+    assert code == 0, out
+    assert f"configuration {mine}" in out and "chosen by: STORMWATCH_CONFIG" in out
+
+
+def test_every_market_command_takes_the_same_options(csv_dir: Path) -> None:
+    from typer.main import get_command
+
+    root = get_command(app)
+    market = {"--source", "--csv-dir", "--symbols", "--start", "--end", "--config"}
+    for group, name in (("data", "fetch"), ("archive", "build"), ("regimes", "show")):
+        command = root.commands[group].commands[name]
+        options = {opt for param in command.params for opt in param.opts}
+        assert market <= options, (group, name, market - options)
+    show = root.commands["archive"].commands["show"]
+    assert {"--source", "-c", "--config"} <= {opt for param in show.params for opt in param.opts}
+    # --csv-dir alone selects the csv source, for archive build and regimes show as for fetch.
+    code, out = run("regimes", "show", "--csv-dir", str(csv_dir), "--symbols", "AAPL", "--no-plot")
+    assert code == 0, out
+    assert "Regimes of the csv market proxy, 2024-01-02 to 2024-03-28" in out
+    code, out = run("archive", "build", "--csv-dir", str(csv_dir), "--symbols", "AAPL")
+    assert code == 1, out  # the features need a longer history than these 61 sessions, and say so
+    assert "the csv bars hold 61 sessions (2024-01-02 to 2024-03-28); the features need more than" in out
+
+
+def test_every_help_summary_is_one_whole_sentence() -> None:
+    from typer.main import get_command
+
+    def commands(group: object, path: str = "stormwatch") -> list[tuple[str, str]]:
+        found = []
+        for name, command in getattr(group, "commands", {}).items():
+            found.append((f"{path} {name}", (command.help or "").split("\n\n")[0]))
+            found.extend(commands(command, f"{path} {name}"))
+        return found
+
+    mine = ("data", "config", "archive", "features", "regimes", "demo")  # issue 7's commands
+    listed = [(n, s) for n, s in commands(get_command(app)) if n.split()[1] in mine]
+    assert len(listed) >= 12
+    for name, summary in listed:
+        assert summary and "\n" not in summary.strip() and summary.strip().endswith("."), (name, summary)
+
+
+def test_archive_show_shows_the_archive_of_the_source_it_is_given(tmp_path: Path) -> None:
+    for source in ("bundled", "simulated", "bundled"):
+        assert run("archive", "build", "--source", source, "--end", "2012-12-31")[0] == 0
+    code, out = run("archive", "show", "--source", "bundled")
+    assert code == 0, out
+    assert "(bundled)" in out and "versions from bundled: 1.1.0 " in out and "simulated" not in out
+    code, out = run("archive", "show", "--source", "simulated")
+    assert code == 0 and "(simulated)" in out and "versions from simulated: 1.1.0+" in out
+
+
+def test_the_bundled_fetch_counts_its_own_universe() -> None:
+    code, out = run("archive", "build", "--source", "bundled")
+    assert code == 0, out
+    assert "5/5" in out and "/77" not in out
+
+
+def test_data_show_shows_the_vix_and_a_date_window() -> None:
+    code, out = run("data", "fetch", "--symbols", "AAPL", "--start", "2024-01-02", "--end", "2024-02-29")
+    assert code == 0, out
+    code, out = run("data", "show", "^VIX", "--rows", "2")
+    assert code == 0, out
+    assert "^VIX (simulated): 41 values, 2024-01-02 to 2024-02-29, 0 missing sessions" in out
+    code, out = run("data", "show", "aapl", "--start", "2024-02-01", "--end", "2024-02-09")
+    assert code == 0 and "AAPL (simulated): 7 sessions, 2024-02-01 to 2024-02-09" in out
+
+
+def test_a_simulated_range_cut_to_what_is_simulated_says_so() -> None:
+    code, out = run("data", "fetch", "--symbols", "SPY", "--start", "2024-01-02", "--end", "2035-01-01")
+    assert code == 0, out
+    text = " ".join(out.split())
+    assert "Note: the simulated market runs from 2005-01-03 to " in text and "is cut to 2024-01-02 to" in text
+
+
+def test_ground_truth_as_csv(tmp_path: Path) -> None:
+    out = tmp_path / "gt.csv"
+    code, text = run("data", "ground-truth", "--out", str(out), "--today", "2006-06-30")
+    assert code == 0, text
+    truth = pd.read_csv(out)
+    assert list(truth.columns) == ["date", "symbol", "regime", "expected_excess_return", "oracle_direction"]
+
+
+def test_features_family_in_any_case_and_singular_sessions() -> None:
+    code, out = run("features", "list", "--family", "Volatility")
+    assert code == 0 and "garman_klass_20" in out
+    code, out = run("features", "list", "--family", "MACRO")
+    assert code == 0 and "vix" in out.lower()
+    code, out = run("features", "list")
+    assert code == 0 and "1 sessions" not in out and "over the last 1 session" in " ".join(out.split())
+
+
+def test_a_demo_early_in_the_history_shows_no_nan() -> None:
+    code, out = run("demo", "--today", "2010-01-04")
+    assert code == 0, out
+    assert re.search(r"\bnan\b", out, re.IGNORECASE) is None
+    assert "2023 banking crisis" in out

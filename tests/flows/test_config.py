@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 import yaml
 
-from flows.config import ConfigError, Settings, load_config, parse_config
+from flows.config import (
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    HomeUnavailable,
+    Settings,
+    load_config,
+    parse_config,
+    resolve_config_path,
+)
 from market.vocabulary import Regime, Sector
 from tests.conftest import DEFAULT_CONFIG
 
@@ -130,3 +138,37 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
     settings = Settings()
     assert settings.home == tmp_path and settings.cache_dir == tmp_path / "bars"
     assert settings.database_url == "postgresql+psycopg://u@h/db"
+
+
+# -- which file, and where state lives ----------------------------------------------------------
+
+
+def test_the_default_file_ships_inside_the_package() -> None:
+    from importlib import resources
+
+    packaged = resources.files("flows").joinpath("stormwatch.yaml")
+    assert packaged.is_file() and DEFAULT_CONFIG_PATH == Path(str(packaged)) == DEFAULT_CONFIG
+    assert load_config().origin == "packaged default"
+
+
+def test_the_precedence_is_option_then_environment_then_working_directory_then_package(tmp_path: Path) -> None:
+    given, env = tmp_path / "given.yaml", tmp_path / "env.yaml"
+    assert resolve_config_path(given, env, cwd=tmp_path) == (given, "--config")
+    assert resolve_config_path(None, env, cwd=tmp_path) == (env, "STORMWATCH_CONFIG")
+    assert resolve_config_path(None, None, cwd=tmp_path) == (DEFAULT_CONFIG_PATH, "packaged default")
+    (tmp_path / "stormwatch.yaml").mkdir()  # a directory of that name is not a configuration
+    assert resolve_config_path(None, None, cwd=tmp_path)[1] == "packaged default"
+    (tmp_path / "stormwatch.yaml").rmdir()
+    (tmp_path / "stormwatch.yaml").write_text("version: 1.0.0\n")
+    assert resolve_config_path(None, None, cwd=tmp_path) == (tmp_path / "stormwatch.yaml", "working directory")
+    assert resolve_config_path(None, env, cwd=tmp_path)[1] == "STORMWATCH_CONFIG"
+
+
+def test_a_home_that_cannot_hold_state_is_refused_by_name(tmp_path: Path) -> None:
+    assert Settings(home=tmp_path / "new" / "home").check_home() == tmp_path / "new" / "home"
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    (tmp_path / "file").write_text("")
+    with pytest.raises(HomeUnavailable, match=r"STORMWATCH_HOME .*file is a file, not a directory"):
+        Settings(home=tmp_path / "file").check_home()
+    with pytest.raises(HomeUnavailable, match=r"cannot be created \(.*file is not a writable directory\)"):
+        Settings(home=tmp_path / "file" / "home").check_home()
