@@ -3,6 +3,8 @@ rare-event detector."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -34,22 +36,64 @@ class RegimeRules(_Section):
 
 
 class DriftThresholds(_Section):
-    """Thresholds of the batch tests and streaming detectors (SPEC.md module 6)."""
+    """Feature, regime and prediction drift (SPEC.md module 6; ``monitors.drift``).
 
+    Feature drift compares each feature's last ``window_sessions`` sessions with the training
+    reference. A feature drifts when its PSI or its Wasserstein distance (in reference standard
+    deviations) exceeds its threshold and its KS test rejects at ``ks_pvalue`` after a Bonferroni
+    correction over the features tested that session. A feature's thresholds are the configured
+    floors or, if higher, the ``reference_quantile`` of the same statistic over
+    ``calibration_windows`` windows of the reference itself: panel rows are neither independent
+    nor identically distributed (a week of 76 symbols holds five values of every market-wide
+    feature), so a narrow window differs from a long reference even in calm markets, and only
+    what the reference's own windows never show is drift. The whole set drifts when at least
+    ``drift_share`` of the tested features do. False alarms are controlled three ways: the
+    correction, the calibrated effect sizes and the share rule.
+    """
+
+    reference_sessions: int = Field(756, ge=20)
+    window_sessions: int = Field(3, ge=1)
     ks_pvalue: float = Field(0.01, gt=0, lt=1)
-    chi2_pvalue: float = Field(0.01, gt=0, lt=1)
     psi: float = Field(0.2, gt=0)
+    psi_bins: int = Field(10, ge=2)
     wasserstein: float = Field(0.1, gt=0)
-    drift_share: float = Field(0.3, gt=0, le=1)
+    reference_quantile: float = Field(0.99, gt=0, le=1)
+    calibration_windows: int = Field(40, ge=1)
+    reference_points: int = Field(500, ge=20)
+    min_reference_rows: int = Field(200, ge=2)
+    min_live_rows: int = Field(20, ge=2)
+    drift_share: float = Field(0.15, gt=0, le=1)
+    regime_window_sessions: int = Field(21, ge=2)
+    chi2_pvalue: float = Field(0.01, gt=0, lt=1)
+    tvd: float = Field(0.25, gt=0, le=1)
+    prediction_window_sessions: int = Field(5, ge=1)
+    probability_bins: int = Field(10, ge=2)
+    js_distance: float = Field(0.1, gt=0, le=1)
+    error_detector: Literal["adwin", "ddm"] = "adwin"
     adwin_delta: float = Field(0.002, gt=0, lt=1)
-    page_hinkley_threshold: float = Field(50.0, gt=0)
+    ddm_warm_start: int = Field(30, ge=1)
+    ddm_drift_threshold: float = Field(3.0, gt=0)
 
 
 class RareEventDetection(_Section):
-    """When a run of rare-regime sessions in live data becomes a proposed archive event."""
+    """When the live market becomes a proposed archive event (SPEC.md module 7;
+    ``monitors.rare_events``).
+
+    An event is proposed when the regime rules hold crash or high volatility (or recovery, a
+    separate event) for ``min_sessions`` sessions, or at once when the market's volatility has a
+    change point: river's PageHinkley on the daily change of log VIX (observed, or the
+    realised-volatility fallback) with ``change_point_threshold`` and ``change_point_delta``. The
+    event extends while it lasts and closes after more than ``max_gap_sessions`` quiet sessions.
+    A new event gets ``archive_weight`` of the archive's weight.
+    """
 
     min_sessions: int = Field(3, ge=1)
     max_gap_sessions: int = Field(5, ge=0)
+    change_point_threshold: float = Field(0.3, gt=0)
+    change_point_delta: float = Field(0.05, ge=0)
+    change_point_min_sessions: int = Field(30, ge=1)
+    drawdown_sessions: int = Field(252, ge=2)
+    archive_weight: float = Field(0.05, gt=0, lt=1)
 
 
 class MonitorsConfig(_Section):
