@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -242,18 +243,23 @@ def retrain(
     as_of: date | None = None,
     baseline: bool = False,
     config_path: str | None = None,
+    csv_dir: str | None = None,
+    start: date | None = None,
     reason: str = "manual",
 ) -> RetrainOutcome:
     """Retrain the zoo from hybrid memory as of ``as_of`` (default: the latest cached session up
     to today) and record the run. ``baseline`` switches every hybrid-memory step off (the
-    rolling window alone); ``reason`` says what started it (a schedule, an event, a person)."""
+    rolling window alone); ``csv_dir`` and ``start`` select data as every command does;
+    ``reason`` says what started it (a schedule, an event, a person)."""
     started = time.perf_counter()
     logger = get_run_logger()
     progress = _Progress()
     loaded = load_configuration(config_path)
     progress.step(STEPS[0])
     training = loaded.config.models.training.baseline() if baseline else loaded.config.models.training
-    selection = MarketSelection(source=source, symbols=tuple(symbols) if symbols else None)
+    selection = MarketSelection(source="csv" if csv_dir and not source else source,
+                                csv_dir=Path(csv_dir) if csv_dir else None,
+                                symbols=tuple(symbols) if symbols else None, start=start)
     name = source or loaded.config.market.sources.default
     refresh = _materializing(refresh_market_data, _asset("bars", name), retries=2,
                              retry_delay_seconds=[2, 10])
@@ -324,20 +330,11 @@ def _summary_markdown(run_id: str, prepared: steps.PreparedRun, validation: step
     )
 
 
-def run_retrain(
-    *,
-    source: str | None = None,
-    symbols: list[str] | None = None,
-    as_of: date | None = None,
-    baseline: bool = False,
-    config_path: str | None = None,
-    max_parallel_members: int = 2,
-    reason: str = "manual",
-) -> RetrainOutcome:
-    """Run the flow with ``max_parallel_members`` members training at once."""
+def run_retrain(*, max_parallel_members: int = 2, **parameters: Any) -> RetrainOutcome:
+    """Run the flow (parameters as :func:`retrain`'s) with ``max_parallel_members`` members
+    training at once."""
     runner = ThreadPoolTaskRunner(max_workers=max_parallel_members)
-    return retrain.with_options(task_runner=runner)(source=source, symbols=symbols, as_of=as_of,
-                                                    baseline=baseline, config_path=config_path, reason=reason)
+    return retrain.with_options(task_runner=runner)(**parameters)
 
 
 __all__ = ["STEPS", "RetrainOutcome", "observe_progress", "retrain", "run_retrain"]
