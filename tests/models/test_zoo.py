@@ -1,0 +1,94 @@
+"""The zoo: every member honours its weights, the configuration refuses bad members by key, the
+ensemble soft-votes by validation skill."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.config import ConfigError, parse_config
+from models.config import ModelsConfig
+from models.zoo import SoftVotingEnsemble, ZooConfigError, build_estimator, ensemble_weights
+from tests.conftest import DEFAULT_CONFIG
+
+
+def small(spec):  # the configured member, sized for a test
+    kwargs = dict(spec.kwargs)
+    for key in ("n_estimators", "max_iter"):
+        if key in kwargs:
+            kwargs[key] = min(kwargs[key], 40)
+    if "n_components" in kwargs:
+        kwargs["n_components"] = 40
+    return spec.model_copy(update={"kwargs": kwargs})
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(1500, 6)), columns=[f"f{i}" for i in range(6)])
+    y = (X["f0"] + rng.normal(scale=2.0, size=len(X)) > 0).astype(int).to_numpy()
+    return X, y
+
+
+@pytest.mark.parametrize("name", list(ModelsConfig().zoo))
+def test_every_member_receives_and_honours_its_weights(name: str, data) -> None:
+    X, y = data
+    spec = small(ModelsConfig().zoo[name])  # type: ignore[index]
+    plain = spec.build().fit(X, y)
+    weights = np.where(y == 1, 20.0, 0.05)  # nearly all weight on class 1
+    weighted = spec.build().fit(X, y, sample_weight=weights)
+    p_plain = plain.predict_proba(X)[:, 1]
+    p_weighted = weighted.predict_proba(X)[:, 1]
+    assert p_weighted.mean() > p_plain.mean() + 0.1, name
+    assert (weighted.predict(X) == 1).mean() > (plain.predict(X) == 1).mean(), name
+    assert list(getattr(weighted, "feature_names_in_", X.columns)) == list(X.columns)
+
+
+def _with_zoo(text: str) -> str:
+    config = DEFAULT_CONFIG.read_text()
+    start = config.index("  zoo:\n")
+    end = config.index("  training:")
+    return config[:start] + text + config[end:]
+
+
+@pytest.mark.parametrize(("zoo", "key"), [
+    ("  zoo:\n    deep_forest: {class: RandomForestClassifier, module_path: sklearn.ensemble}\n",
+     "models.zoo.deep_forest"),
+    ("  zoo:\n    lightgbm: {class: LGBMClassifier, module_path: lightgbm, kwargs: {n_trees_please: 3}}\n",
+     "models.zoo.lightgbm.kwargs.n_trees_please"),
+    ("  zoo:\n    lightgbm: {class: LGBMClassifier, module_path: lightgbm, kwargs: {num_leaves: many}}\n",
+     "models.zoo.lightgbm.kwargs.num_leaves"),
+    ("  zoo:\n    random_forest: {class: RandomForestClassifier, module_path: sklearn.ensemble, "
+     "kwargs: {max_depth: -1}}\n", "models.zoo.random_forest.kwargs.max_depth"),
+    ("  zoo:\n    svm: {class: system, module_path: os}\n", "models.zoo.svm"),
+])
+def test_bad_members_are_refused_on_load_naming_the_key(zoo: str, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_with_zoo(zoo), source="bad.yaml")
+    assert key in " ".join(str(caught.value).split())
+
+
+def test_allow_list_refuses_arbitrary_classes() -> None:
+    with pytest.raises(ZooConfigError, match="not an allowed model class"):
+        build_estimator("subprocess", "Popen", {})
+
+
+def test_ensemble_weights_follow_validation_skill() -> None:
+    weights = ensemble_weights({"good": 0.68, "coin": 0.693, "bad": 0.71}, 0.693)
+    assert weights == {"good": 1.0, "coin": 0.0, "bad": 0.0}
+    assert ensemble_weights({"a": 0.70, "b": 0.71}, 0.693) == {"a": 0.5, "b": 0.5}
+
+
+def test_ensemble_soft_votes_and_refuses_missing_features(data) -> None:
+    X, y = data
+    zoo = ModelsConfig().zoo
+    members = {n: small(zoo[n]).build().fit(X, y) for n in ("logistic_regression", "lightgbm")}  # type: ignore[index]
+    ensemble = SoftVotingEnsemble(members, {"logistic_regression": 0.25, "lightgbm": 0.75}, tuple(X.columns))
+    expected = 0.25 * members["logistic_regression"].predict_proba(X)[:, 1] + \
+        0.75 * members["lightgbm"].predict_proba(X)[:, 1]
+    np.testing.assert_allclose(ensemble.predict_proba(X)[:, 1], expected)
+    with pytest.raises(KeyError, match="f3"):
+        ensemble.predict_proba(X.drop(columns="f3"))
+    with pytest.raises(ValueError, match="sum to 1"):
+        SoftVotingEnsemble(members, {"logistic_regression": 0.5, "lightgbm": 0.75}, tuple(X.columns))
