@@ -668,14 +668,17 @@ class SimulatedSource:
                 f"the requested range {first.date()} to {last.date()} lies outside it"
             )
         cut_first, cut_last = max(first, held_first), min(last, held_last)
-        if (cut_first, cut_last) != (first, last) and (
-            len(nyse_sessions(first, last)) != len(nyse_sessions(cut_first, cut_last))
-        ):
+        # One message per cut end, independent of the other end, so that the several calls of
+        # one fetch (bars from the last cached session, the VIX whole) say it once.
+        if cut_first > first and len(nyse_sessions(first, cut_first)) > 1:
             warnings.warn(
-                f"the simulated market runs from {held_first.date()} to {held_last.date()}: the "
-                f"range {first.date()} to {last.date()} is cut to {cut_first.date()} to {cut_last.date()}",
-                RangeClipped, stacklevel=3,
-            )
+                f"the simulated market starts on {held_first.date()} (market.sources.simulated.start): "
+                f"the range is cut there instead of starting on {first.date()}", RangeClipped, stacklevel=3)
+        if cut_last < last and len(nyse_sessions(cut_last, last)) > 1:
+            warnings.warn(
+                f"the simulated market ends on {held_last.date()}, {self.settings.live_sessions} live "
+                f"sessions after {self.settings.end or self.today}: the range is cut there instead of "
+                f"ending on {last.date()}", RangeClipped, stacklevel=3)
         return cut_first, cut_last
 
     def fetch_bars(

@@ -248,7 +248,8 @@ def test_a_simulated_range_cut_to_what_is_simulated_says_so() -> None:
     code, out = run("data", "fetch", "--symbols", "SPY", "--start", "2024-01-02", "--end", "2035-01-01")
     assert code == 0, out
     text = " ".join(out.split())
-    assert "Note: the simulated market runs from 2005-01-03 to " in text and "is cut to 2024-01-02 to" in text
+    assert text.count("Note: the simulated market ends on ") == 1
+    assert "live sessions after " in text and "the range is cut there instead of ending on 2035-01-01" in text
 
 
 def test_ground_truth_as_csv(tmp_path: Path) -> None:

@@ -280,17 +280,21 @@ def test_impossible_ranges_are_refused_as_the_other_sources_refuse_them(source: 
         source.fetch_vix(date(2000, 1, 3), date(2004, 12, 31))
 
 
-def test_a_range_cut_to_the_simulated_span_says_so(source: SimulatedSource, market: SimulatedMarket) -> None:
+def test_a_range_cut_to_the_simulated_span_says_so(universe: Universe) -> None:
+    source = SimulatedSource(universe, SHORT, horizon=5, today=TODAY)
     first, last = source.span()
-    assert (first, last) == (market.sessions[0], market.sessions[-1])
-    with pytest.warns(RangeClipped, match=rf"is cut to 2020-01-02 to {last.date()}"):
+    sessions = source.market().sessions
+    assert (first, last) == (sessions[0], sessions[-1]) and first == pd.Timestamp("2019-01-02")
+    with pytest.warns(RangeClipped, match=rf"ends on {last.date()}, 30 live sessions after 2020-06-30: "
+                                          r"the range is cut there instead of ending on 2030-01-01"):
         frames = source.fetch_bars(["AAPL"], date(2020, 1, 2), date(2030, 1, 1))
     assert frames["AAPL"].index[-1] == last
-    with pytest.warns(RangeClipped, match="is cut to 2005-01-03 to 2005-03-31"):
-        source.fetch_vix(date(2004, 6, 1), date(2005, 3, 31))
+    with pytest.warns(RangeClipped, match="starts on 2019-01-02 .*instead of starting on 2018-06-01"):
+        vix = source.fetch_vix(date(2018, 6, 1), date(2019, 3, 29))
+    assert vix.index[0] == first
     with warnings.catch_warnings():
         warnings.simplefilter("error", RangeClipped)  # a range inside the span, or off only by a
-        source.fetch_bars(["AAPL"], date(2005, 1, 1), date(2020, 1, 5))  # holiday or weekend, is quiet
+        source.fetch_bars(["AAPL"], date(2019, 1, 1), date(2020, 1, 5))  # holiday or weekend, is quiet
 
 
 def test_a_today_before_the_simulation_starts_is_refused_by_name(universe: Universe) -> None:
