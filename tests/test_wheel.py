@@ -70,10 +70,15 @@ def test_the_installed_package_is_not_the_checkout(installed: tuple[Path, dict[s
                                                    tmp_path: Path) -> None:
     script, env = installed
     python = script.parent / "python"
-    found = run(python, "-c", "import flows, sys; print(flows.__file__); print(sys.path)", cwd=tmp_path, env=env)
+    found = run(python, "-c", "import flows, sys; print(flows.__file__); print(*sys.path, sep='\\n')",
+                cwd=tmp_path, env=env)
     assert found.returncode == 0, found.stderr
-    assert "site-packages" in found.stdout.splitlines()[0]
-    assert str(REPO_ROOT) not in found.stdout
+    module, *path = found.stdout.splitlines()
+    assert module.startswith(str(script.parent.parent)) and "site-packages" in module
+    # Only the dependencies' site-packages may lie under the checkout (its .venv), never the
+    # checkout itself or one of its packages.
+    assert all(p != str(REPO_ROOT) and not p.startswith(tuple(str(REPO_ROOT / pkg) for pkg in PACKAGES))
+               for p in path), path
 
 
 def test_config_validate_and_show_find_the_packaged_default(installed: tuple[Path, dict[str, str]],
