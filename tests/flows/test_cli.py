@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -126,11 +127,12 @@ def test_demo_then_archive_build_and_show() -> None:
     assert (settings.reports_dir / "regimes-simulated.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_ground_truth_export(tmp_path: Path) -> None:
-    out = tmp_path / "truth.parquet"
+@pytest.mark.parametrize(("name", "read"), [("truth.parquet", pd.read_parquet), ("gt.csv", pd.read_csv)])
+def test_ground_truth_export(tmp_path: Path, name: str, read: Callable[[Path], pd.DataFrame]) -> None:
+    out = tmp_path / name  # the suffix chooses the format
     code, text = run("data", "ground-truth", "--out", str(out), "--today", "2012-12-31")
     assert code == 0, text
-    truth = pd.read_parquet(out)
+    truth = read(out)
     assert list(truth.columns) == ["date", "symbol", "regime", "expected_excess_return", "oracle_direction"]
     assert set(truth["oracle_direction"].dropna().unique()) <= {-1.0, 1.0}
     assert truth["symbol"].nunique() == 76
@@ -250,14 +252,6 @@ def test_a_simulated_range_cut_to_what_is_simulated_says_so() -> None:
     text = " ".join(out.split())
     assert text.count("Note: the simulated market ends on ") == 1
     assert "live sessions after " in text and "the range is cut there instead of ending on 2035-01-01" in text
-
-
-def test_ground_truth_as_csv(tmp_path: Path) -> None:
-    out = tmp_path / "gt.csv"
-    code, text = run("data", "ground-truth", "--out", str(out), "--today", "2006-06-30")
-    assert code == 0, text
-    truth = pd.read_csv(out)
-    assert list(truth.columns) == ["date", "symbol", "regime", "expected_excess_return", "oracle_direction"]
 
 
 def test_features_family_in_any_case_and_singular_sessions() -> None:
