@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from market.config import LabelSettings
 from market.features import FEATURE_NAMES
 from market.panel import BarPanel
 from market.samples import build_samples
-from memory.config import ArchiveConfig
+from memory.config import ArchiveConfig, ArchiveEvent
 from memory.store import Store
 from memory.tables import ArchiveEventRecord, ArchiveVersion
 
@@ -75,6 +75,28 @@ def archive_content_hash(
         "bars": fingerprint.hexdigest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ArchiveGrowth:
+    """The outcome of :meth:`RareEventArchive.add_events`.
+
+    ``version`` holds the events: a new version when ``built``, else the one that already did
+    (the base itself when it held them all, or an identical earlier growth).
+    """
+
+    version: str
+    base: str
+    built: bool
+    added: tuple[str, ...]  # events added or extended by this version (empty when nothing was new)
+    counts: pd.DataFrame
+    path: Path
+
+
+def _held(counts: pd.DataFrame, event: ArchiveEvent) -> bool:
+    """Whether the records already hold ``event`` with at least its window."""
+    same = counts.loc[counts["event"] == event.name]
+    return bool(((same["start"] == event.start) & (same["end"] >= event.end)).any())
 
 
 class RareEventArchive:
@@ -140,6 +162,90 @@ class RareEventArchive:
         self._record(version, config.version, content_hash, source, counts)
         progress("written")
         return ArchiveBuild(version, content_hash, path, True, counts, time.perf_counter() - started)
+
+    def add_events(
+        self,
+        events: Sequence[ArchiveEvent],
+        panel: BarPanel,
+        labels: LabelSettings,
+        source: str,
+        *,
+        base: str | None = None,
+    ) -> ArchiveGrowth:
+        """Add discovered events to the archive as a new version, idempotently.
+
+        The new version holds every event of ``base`` (default: the latest version built from
+        ``source``) and the labelled samples of ``events``, whose ``weight`` is their share of
+        the new version's weight (the others are scaled down to make room). An event the base
+        already holds with at least the same window adds nothing; one it holds with a shorter
+        window (the event has lasted longer) is replaced by its extended window. Adding the same
+        events to the same base twice finds the version of the first time (content hash), so a
+        replay adds nothing. Samples are built from ``panel`` as given: pass it truncated to the
+        session the monitor is at, so no label past that session is used.
+
+        Raises
+        ------
+        ArchiveNotBuilt
+            If ``source`` has no archive version to grow from.
+        """
+        base = base or self._latest_of(source)
+        counts = self.counts(base)
+        pending = [e for e in events if not _held(counts, e)]
+        if not pending:
+            return ArchiveGrowth(base, base, False, (), counts, self.path_for(base))
+        with self.store.session() as session:
+            record = session.get(ArchiveVersion, base)
+        if record is None:
+            raise ArchiveNotBuilt(f"archive version {base} is not recorded in the store")
+        payload = {"base": record.content_hash, "source": source, "labels": labels.model_dump(mode="json"),
+                   "events": sorted((e.model_dump(mode="json") for e in pending), key=lambda e: e["name"])}
+        content_hash = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        existing = self._version_with_hash(content_hash)
+        names = tuple(e.name for e in pending)
+        if existing is not None and self.path_for(existing.version).exists():
+            return ArchiveGrowth(existing.version, base, False, names, self.counts(existing.version),
+                                 self.path_for(existing.version))
+
+        first = min(pd.Timestamp(e.start) for e in pending)
+        last = max(pd.Timestamp(e.end) for e in pending)
+        built = build_samples(panel, first, last, horizon=labels.horizon, kind=labels.kind,
+                              beta_lookback=labels.beta_lookback, barrier=labels.triple_barrier,
+                              provenance="archive", require_label=False).frame
+        dates = built.index.get_level_values("date")
+        has_bars = panel.close.notna()
+        old = self.load(base)
+        parts = [old.loc[~old["event"].isin(names)]]
+        kept = counts.loc[~counts["event"].isin(names)].copy()
+        kept["weight"] *= (1.0 - sum(e.weight for e in pending)) / kept["weight"].sum()
+        rows = kept.to_dict("records")
+        for event in pending:
+            start, end = pd.Timestamp(event.start), pd.Timestamp(event.end)
+            inside = built.loc[(dates >= start) & (dates <= end)]
+            labelled = inside.loc[inside["label"].notna()]
+            parts.append(labelled.assign(event=event.name, regime=event.regime.value))
+            bars = has_bars.loc[start:end]
+            rows.append({
+                "event": event.name, "regime": event.regime.value, "start": event.start, "end": event.end,
+                "weight": event.weight, "sessions": len(bars), "symbols": int(bars.any().sum()),
+                "samples": len(labelled), "unlabelled": int(len(inside) - len(labelled)),
+                "dropped_lookback": int(bars.to_numpy().sum() - len(inside)),
+            })
+        grown = pd.concat([part.astype({"event": str, "regime": str, "provenance": str}) for part in parts])
+        for column in ("event", "regime", "provenance"):
+            grown[column] = grown[column].astype("category")
+        version = self._new_version_name(record.configured_version, content_hash)
+        path = self.path_for(version)
+        write_parquet_atomically(grown, path)
+        new_counts = pd.DataFrame(rows)
+        self._record(version, record.configured_version, content_hash, source, new_counts)
+        return ArchiveGrowth(version, base, True, names, new_counts, path)
+
+    def _latest_of(self, source: str) -> str:
+        built = [v for v in self.versions() if v.source == source]
+        if not built:
+            raise ArchiveNotBuilt(f"no archive has been built from {source}: run "
+                                  f"`stormwatch archive build --source {source}`")
+        return built[-1].version
 
     def versions(self) -> list[ArchiveVersion]:
         with self.store.session() as session:

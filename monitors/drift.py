@@ -396,11 +396,9 @@ class FeatureDriftDetector(DriftDetector):
         candidates = np.flatnonzero(testable & ((psi_ratio >= 1) | (w_ratio >= 1)))
         items = []
         drifted = set()
+        pvalues = self._ks_pvalues(live, candidates)
         for j in candidates:
-            column = live[:, j]
-            finite = column[np.isfinite(column)]
-            pvalue = stats.ks_2samp(reference.points[:, j], finite, method="asymp").pvalue
-            corrected = min(1.0, float(pvalue) * tested)
+            corrected = min(1.0, pvalues[j] * tested)
             if corrected >= self.ks_pvalue:
                 continue
             name = names[j]
@@ -426,6 +424,23 @@ class FeatureDriftDetector(DriftDetector):
             extra={"max_psi": float(np.nanmax(psi)) if tested else float("nan")},
         )
         self._drift_detected = alarm
+
+
+    def _ks_pvalues(self, live: np.ndarray, candidates: np.ndarray) -> dict[int, float]:
+        """KS p-values of the ``candidates`` columns against the reference points: one vectorised
+        ``ks_2samp`` call for the columns without a missing value (the usual case, since feature
+        rows are complete), one call per column for the others."""
+        points = self.reference.points
+        complete = [j for j in candidates if np.isfinite(live[:, j]).all()]
+        out: dict[int, float] = {}
+        if complete:
+            result = stats.ks_2samp(points[:, complete], live[:, complete], axis=0, method="asymp")
+            out.update(zip(complete, np.atleast_1d(result.pvalue).astype(float).tolist(), strict=True))
+        for j in candidates:
+            if j not in out:
+                finite = live[:, j][np.isfinite(live[:, j])]
+                out[j] = float(stats.ks_2samp(points[:, j], finite, method="asymp").pvalue)
+        return out
 
 
 class RegimeDriftDetector(DriftDetector):
@@ -557,13 +572,14 @@ class RegimeDriftDetector(DriftDetector):
 
 @dataclass(frozen=True)
 class PredictionUpdate:
-    """One session of a model's output: its probabilities of an up label per symbol, and the
-    realised labels (0 or 1 per symbol) of the predictions it made ``horizon`` sessions ago,
-    once they have matured (``None`` before)."""
+    """One session of a model's output: its probabilities of an up label per symbol and,
+    once they have matured, the realised labels (0 or 1 per symbol) of the predictions it made
+    on session ``labels_of``."""
 
     session: pd.Timestamp
     probabilities: pd.Series
     labels: pd.Series | None = None
+    labels_of: pd.Timestamp | None = None
 
 
 class PredictionDriftDetector(DriftDetector):
@@ -574,10 +590,11 @@ class PredictionDriftDetector(DriftDetector):
     the Jensen-Shannon distance (``scipy.spatial.distance.jensenshannon``, base 2, so it lies in
     [0, 1]); it drifts at ``js_distance``. **Errors**: a label matures ``horizon`` sessions after
     its prediction (the forward return it is about needs those sessions), so the labels handed
-    to an update are matched with the predictions made exactly ``horizon`` updates earlier and
-    each miss (prediction >= 0.5 against the label) feeds river's ADWIN (``error_detector =
-    "adwin"``) or DDM; labels offered earlier are refused, so nothing is scored before it
-    matures. Either series drifting is a drift.
+    to an update are matched with the predictions of their session, which must be at least
+    ``horizon`` updates old, and each miss (prediction >= 0.5 against the label) feeds river's
+    ADWIN (``error_detector = "adwin"``) or DDM; labels offered earlier are refused, so nothing
+    is scored before it matures. Labels of a prediction the detector no longer holds (made
+    before its last reset) are skipped and reported. Either series drifting is a drift.
 
     Parameters
     ----------
@@ -613,7 +630,7 @@ class PredictionDriftDetector(DriftDetector):
     ...         right = rng.random(50) < (0.6 if i - 5 < 60 else 0.35)
     ...         up = np.where(right, made[i - 5] >= 0.5, made[i - 5] < 0.5)
     ...         labels = pd.Series(up.astype(int), index=symbols)
-    ...     detector.update(PredictionUpdate(day, p, labels))
+    ...     detector.update(PredictionUpdate(day, p, labels, dates[i - 5] if i >= 5 else None))
     ...     if detector.drift_detected:
     ...         print(f"Change detected at index {i}")
     ...         print(detector.report.summary())
@@ -719,28 +736,40 @@ class PredictionDriftDetector(DriftDetector):
         self._window_sessions.append(session)
         items: list[DriftItem] = []
         extra: dict[str, float] = {}
+        skipped: tuple[tuple[str, str], ...] = ()
         if x.labels is not None:
-            if len(self._pending) <= self.horizon:
-                raise ValueError(
-                    f"labels mature {self.horizon} sessions after their predictions: on {session.date()} the "
-                    f"oldest prediction is only {len(self._pending) - 1} session(s) old")
-            item = self._score(*self._pending[0], x.labels.dropna(), session)
-            if item is not None:
-                items.append(item)
+            if x.labels_of is None:
+                raise ValueError(f"labels handed on {session.date()} must say which session's predictions "
+                                 f"they label (labels_of)")
+            made_on = pd.Timestamp(x.labels_of)
+            held = [k for k, (day, _) in enumerate(self._pending) if day == made_on]
+            age = len(self._pending) - 1 - held[0] if held else None
+            if age is not None and age < self.horizon:
+                raise ValueError(f"labels of {made_on.date()} mature {self.horizon} sessions after the "
+                                 f"prediction; on {session.date()} only {age} have passed")
+            if held:
+                item = self._score(*self._pending[held[0]], x.labels.dropna(), session)
+                if item is not None:
+                    items.append(item)
+            else:
+                skipped = (("matured errors", f"no prediction of {made_on.date()} is held "
+                                              "(made before the last reset)"),)
         if self._scored:
             extra["error_rate"] = self._misses / self.scored
         live = np.concatenate(self._window)
         distance = float("nan")
-        skipped: tuple[tuple[str, str], ...] = ()
-        if len(live) >= self.min_live_rows:
+        if len(self._window) < self.window_sessions:
+            skipped += (("predicted probabilities", f"the live window holds {len(self._window)} of its "
+                                                    f"{self.window_sessions} sessions"),)
+        elif len(live) >= self.min_live_rows:
             hist = np.histogram(live, self._edges)[0] / len(live)
             distance = float(jensenshannon(self._reference_hist, hist, base=2))
             if distance >= self.js_distance:
                 items.insert(0, DriftItem("predicted probabilities", "jensen-shannon distance", distance,
                                           self.js_distance, self._window_sessions[0]))
         else:
-            skipped = (("predicted probabilities", f"the live window has {len(live)} probabilities, "
-                                                   f"needs {self.min_live_rows}"),)
+            skipped += (("predicted probabilities", f"the live window has {len(live)} probabilities, "
+                                                    f"needs {self.min_live_rows}"),)
         alarm = bool(items)
         extra["js_distance"] = distance
         # The headline is what drifted (the distance, else the errors), or the distance.
