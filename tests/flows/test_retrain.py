@@ -1,0 +1,260 @@
+"""The retraining flow end to end on a small simulated universe, under Prefect's test harness:
+a succeeded run record that rebuilds its training set, models that read back identically and
+refuse a tampered file, a failed run recorded with its reason and no model, no look-ahead."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.metrics import balanced_accuracy_score
+from typer.testing import CliRunner
+
+from flows.config import Settings, load_config
+from flows.data import MarketSelection
+from market.cache import BarCache
+from market.features import FEATURE_NAMES
+from memory.runs import ModelChecksumError
+from memory.tables import TrainedModel
+from tests.conftest import DEFAULT_CONFIG
+
+AS_OF = date(2026, 6, 1)
+
+
+def small_config(path: Path, *, per_sector: int = 1, zoo_overrides: dict | None = None) -> Path:
+    """The default configuration with ``per_sector`` symbols of each sector and small members."""
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    counts: dict[str, int] = {}
+    members = []
+    for member in raw["market"]["universe"]["members"]:
+        if counts.get(member["sector"], 0) < per_sector:
+            counts[member["sector"]] = counts.get(member["sector"], 0) + 1
+            members.append(member)
+    raw["market"]["universe"]["members"] = members
+    for spec in raw["models"]["zoo"].values():
+        for key in ("n_estimators", "max_iter"):
+            if key in spec["kwargs"]:
+                spec["kwargs"][key] = min(spec["kwargs"][key], 30)
+        if "n_components" in spec["kwargs"]:
+            spec["kwargs"]["n_components"] = 50
+    for name, kwargs in (zoo_overrides or {}).items():
+        raw["models"]["zoo"][name]["kwargs"].update(kwargs)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, harness: None) -> dict:
+    """One hybrid run on the small universe, with its own STORMWATCH_HOME."""
+    from flows.retrain import run_retrain
+
+    root = tmp_path_factory.mktemp("retrain")
+    home = root / "home"
+    config = small_config(root / "small.yaml")
+    old = os.environ.get("STORMWATCH_HOME")
+    os.environ["STORMWATCH_HOME"] = str(home)
+    try:
+        outcome = run_retrain(config_path=str(config), as_of=AS_OF)
+    finally:
+        if old is None:
+            os.environ.pop("STORMWATCH_HOME", None)
+        else:
+            os.environ["STORMWATCH_HOME"] = old
+    return {"home": home, "config": config, "outcome": outcome}
+
+
+@pytest.fixture
+def in_home(trained: dict, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("STORMWATCH_HOME", str(trained["home"]))
+    return Settings()
+
+
+def test_the_flow_leaves_a_succeeded_run_with_every_member_and_the_lineage(trained: dict, in_home: Settings) -> None:
+    from flows.training import open_runs
+
+    outcome = trained["outcome"]
+    assert outcome.archive_built  # no archive yet: the run built it first
+    assert set(outcome.accuracy.columns) == {"n", *load_config(trained["config"]).config.models.zoo, "ensemble"}
+    assert list(outcome.accuracy.index)[-1] == "overall" and outcome.accuracy.loc["overall", "n"] > 1000
+    runs = open_runs(in_home)
+    try:
+        run = runs.get(outcome.run_id)
+        models = runs.models(run.run_id)
+        metrics = runs.metrics(run.run_id)
+    finally:
+        runs.store.dispose()
+    assert run.status == "succeeded" and run.as_of == AS_OF and run.variant == "hybrid"
+    assert run.training_set_hash == outcome.training_set_hash and run.archive_version and run.data_snapshot
+    assert run.flow_run_id and run.peak_memory_mb > 0 and run.training_rows == outcome.training_rows
+    assert {m.member for m in models} == {*outcome.fit_seconds, "ensemble"}
+    assert all(len(m.sha256) == 64 and Path(m.path).exists() for m in models)
+    assert set(metrics["member"]) == {*outcome.fit_seconds, "ensemble"}
+    assert {"crash", "overall"} <= set(metrics["regime"])
+    # the window, every archive event and their regimes are in the hybrid set
+    assert "window" in outcome.provenance.index and "archive · 2008 financial crisis" in outcome.provenance.index
+    assert outcome.replay_admission["admitted"] > 0  # the worst validation errors went to the buffer
+
+
+def test_cli_reads_the_runs_and_the_replay_buffer_back(trained: dict, in_home: Settings) -> None:
+    from flows.cli import app
+
+    runner = CliRunner()
+    outcome = trained["outcome"]
+    listed = runner.invoke(app, ["runs", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert outcome.run_id in listed.output and "succeeded" in listed.output
+    shown = runner.invoke(app, ["runs", "show", outcome.run_id[:12]])
+    assert shown.exit_code == 0, shown.output
+    assert outcome.training_set_hash[:16] in shown.output and "ensemble" in shown.output
+    assert "crash" in shown.output and "archive · 2020 COVID crash" in shown.output
+    replay = runner.invoke(app, ["replay", "show"])
+    assert replay.exit_code == 0 and f"{outcome.run_id}/ensemble" in replay.output
+    missing = runner.invoke(app, ["runs", "show", "no-such-run"])
+    assert missing.exit_code == 1 and "no training run" in missing.output and "Traceback" not in missing.output
+
+
+def test_the_run_record_rebuilds_the_identical_training_set(trained: dict, in_home: Settings) -> None:
+    from flows.training import rebuild_training_set
+
+    rebuilt, recorded = rebuild_training_set(in_home, trained["outcome"].run_id)
+    assert rebuilt.content_hash == recorded == trained["outcome"].training_set_hash
+    assert len(rebuilt.samples) == trained["outcome"].training_rows
+
+
+def test_models_read_back_predict_identically_and_a_tampered_file_is_refused(
+    trained: dict, in_home: Settings
+) -> None:
+    from flows.training import open_runs, prepare, refresh_market_data
+
+    loaded = load_config(trained["config"])
+    runs = open_runs(in_home)
+    try:
+        ensemble = runs.load(trained["outcome"].run_id)
+        again = runs.load(trained["outcome"].run_id)
+        record = next(m for m in runs.models(trained["outcome"].run_id) if m.member == "lightgbm")
+    finally:
+        runs.store.dispose()
+    data = refresh_market_data(loaded, in_home, MarketSelection(), AS_OF)
+    rows = prepare(loaded, in_home, data, loaded.config.models.training).validation
+    frame = pd.concat([s.features for s in rows.values() if len(s)])
+    # equal to the last bits but for threaded BLAS summation order (MLP, Nystroem) between calls
+    np.testing.assert_allclose(ensemble.predict_proba(frame), again.predict_proba(frame), rtol=0, atol=1e-12)
+    # models receive the feature columns by name, never the forward return or the label
+    for name, member in ensemble.members.items():
+        names = list(getattr(member, "feature_names_in_", []))
+        assert names == list(FEATURE_NAMES), name
+        assert "forward_return" not in names and "label" not in names
+    path = Path(record.path)
+    path.write_bytes(path.read_bytes() + b"tampered")
+    runs = open_runs(in_home)
+    try:
+        with pytest.raises(ModelChecksumError, match="lightgbm.joblib"):
+            runs.load(trained["outcome"].run_id, "lightgbm")
+    finally:
+        runs.store.dispose()
+
+
+def test_a_run_failing_midway_is_recorded_failed_and_leaves_no_model(tmp_path: Path, harness: None) -> None:
+    from sqlmodel import select
+
+    from flows.retrain import run_retrain
+    from flows.training import open_runs
+
+    config = small_config(tmp_path / "bad.yaml", zoo_overrides={"xgboost": {"max_bin": 1}})  # fails in fit
+    with pytest.raises(Exception, match="max_bin"):
+        run_retrain(config_path=str(config), as_of=AS_OF)
+    runs = open_runs(Settings())
+    try:
+        (run,) = runs.runs()
+        with runs.store.session() as session:
+            models = session.exec(select(TrainedModel)).all()
+    finally:
+        runs.store.dispose()
+    assert run.status == "failed" and "max_bin" in run.reason and run.finished_at is not None
+    assert models == [] and not (Settings().home / "runs" / run.run_id / "models").exists()
+
+
+def _prepared(config: Path, as_of: date = AS_OF):
+    from flows.training import prepare, refresh_market_data
+
+    loaded = load_config(config)
+    settings = Settings()
+    data = refresh_market_data(loaded, settings, MarketSelection(), as_of)
+    return loaded, settings, data, prepare(loaded, settings, data, loaded.config.models.training)
+
+
+def test_labels_shuffled_in_time_score_at_chance_through_the_whole_pipeline(tmp_path: Path) -> None:
+    from flows.training import (
+        archive_samples,
+        fit_member,
+        label_regimes,
+        prepare_from_parts,
+        refresh_market_data,
+        validate,
+        window_samples,
+        with_regimes,
+    )
+    from market.samples import Samples
+
+    config = small_config(tmp_path / "c.yaml", per_sector=2)
+    loaded, settings = load_config(config), Settings()
+    data = refresh_market_data(loaded, settings, MarketSelection(), AS_OF)
+    rng = np.random.default_rng(7)
+    timeline = label_regimes(loaded.config, data)
+    raw_window = with_regimes(window_samples(loaded.config, data), timeline)
+    archived = archive_samples(loaded, settings, data, timeline)
+
+    def shuffled(s: Samples) -> Samples:
+        return Samples(s.features, pd.Series(rng.permutation(s.target.to_numpy()), index=s.target.index), s.rows)
+
+    archived = type(archived)(samples=shuffled(archived.samples), version=archived.version, built=False)
+    run = prepare_from_parts(loaded.config, data, timeline, shuffled(raw_window), archived, None,
+                             loaded.config.models.training)
+    members = [fit_member(name, spec, run.training_set) for name, spec in loaded.config.models.zoo.items()]
+    result = validate(members, run)
+    score = balanced_accuracy_score(result.rows.target, (result.ensemble_proba > 0.5).astype(int))
+    assert len(result.rows) > 3000
+    assert abs(score - 0.5) <= 0.02, score
+
+
+def test_bars_after_the_as_of_session_change_nothing_at_or_before_it(tmp_path: Path) -> None:
+    from flows.training import fit_member, refresh_market_data, validate
+
+    config = small_config(tmp_path / "c.yaml")
+    refresh_market_data(load_config(config), Settings(), MarketSelection(), date(2026, 9, 1))  # bars past T
+    loaded, settings, data, first = _prepared(config)
+    zoo = {n: loaded.config.models.zoo[n] for n in ("lightgbm", "logistic_regression")}  # type: ignore[index]
+    scored = first.validation[next(iter(first.validation))].features
+
+    def predictions(prepared) -> np.ndarray:
+        members = [fit_member(n, s, prepared.training_set) for n, s in zoo.items()]
+        return validate(members, prepared).ensemble.predict_proba(scored)[:, 1]
+
+    before = predictions(first)
+    cache = BarCache(settings.cache_dir, data.source)
+    after = pd.Timestamp(AS_OF)
+    for symbol in [*data.symbols, loaded.config.market.universe.market_proxy]:
+        bars = cache.read(symbol)
+        later = bars.index > after
+        assert later.any()  # the cache does hold bars after T (the simulated live period)
+        changed = bars.copy()
+        changed.loc[later, ["open", "high", "low", "close"]] *= 1.5
+        changed.loc[later, "volume"] *= 3
+        cache.write(symbol, changed)
+    _, _, _, second = _prepared(config)
+    assert second.training_set.content_hash == first.training_set.content_hash
+    np.testing.assert_array_equal(predictions(second), before)
