@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import features, quality
+from benchmarks import features, quality, retrain
 
 
 def main() -> int:
     failures = features.main()
     print()
     failures += quality.main()
+    print()
+    failures += retrain.main()  # last: it points STORMWATCH_HOME and PREFECT_HOME at a temporary folder
     return 1 if failures else 0
 
 
