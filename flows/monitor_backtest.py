@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +33,8 @@ import pandas as pd
 
 from flows.archive import build_archive, cached_panel, latest_archive_version, open_archive
 from flows.config import LoadedConfig, Settings, StormwatchConfig
-from flows.data import MarketSelection, open_store
-from market.features import compute_features
+from flows.data import MarketSelection, fetch_market_data, open_selection, open_store
+from market.features import MAX_LOOKBACK, compute_features
 from market.labels import make_labels
 from market.panel import BarPanel
 from memory.archive import ArchiveNotBuilt
@@ -82,6 +82,7 @@ class Replay:
     changes: tuple[tuple[pd.Timestamp, EventChange], ...]
     events: tuple[ProposedEvent, ...]
     not_run: dict[str, str] = field(default_factory=dict)
+    windows: dict[str, int] = field(default_factory=dict)
 
     @property
     def new_events(self) -> tuple[ProposedEvent, ...]:
@@ -89,8 +90,9 @@ class Replay:
 
     def timeline(self) -> pd.DataFrame:
         """Detections in time order: events proposed, found known and closed (not each session
-        an event extends), and drift alarms grouped into spells (alarms of one detector at most
-        10 sessions apart)."""
+        an event extends), and drift alarms grouped into spells: alarms of one detector at most
+        its window plus 10 sessions apart (a detector resets after an alarm and needs its window
+        again before the next)."""
         rows = [{"session": session, "what": f"event {change.kind}", "detail": change.event.describe()}
                 for session, change in self.changes if change.kind != "extended"]
         sessions = self.statistics.index
@@ -98,8 +100,9 @@ class Replay:
             mine = [a for a in self.alarms if a.detector == detector]
             spell: list[DriftReport] = []
             for alarm in [*mine, None]:
+                gap = self.windows.get(detector, 0) + 10
                 if alarm is not None and spell and (sessions.get_loc(alarm.session)
-                                                    - sessions.get_loc(spell[-1].session) <= 10):
+                                                    - sessions.get_loc(spell[-1].session) <= gap):
                     spell.append(alarm)
                     continue
                 if spell:
@@ -254,7 +257,9 @@ def replay_monitor(
     statistics = pd.DataFrame(stats_rows).set_index("session")
     return Replay(start=replayed[0], end=replayed[-1], reference=(reference[0], reference[-1]),
                   statistics=statistics, alarms=tuple(alarms), changes=tuple(changes),
-                  events=discovery.events, not_run=not_run)
+                  events=discovery.events, not_run=not_run,
+                  windows={"feature": drift.window_sessions, "regime": drift.regime_window_sessions,
+                           "prediction": drift.prediction_window_sessions})
 
 
 def _value(report: DriftReport | None, day: pd.Timestamp) -> float:
@@ -316,9 +321,17 @@ def monitor_backtest(
     the closed new events and draw ``reports/monitor-backtest-<source>.png``."""
     config = loaded.config
     start = selection.start or config.market.history_start
-    # The whole cached history up to --end: the window before --start is the training reference.
-    whole = replace(selection, start=None)
+    # The training reference before --start and the features' lookback before it, in calendar days.
+    sessions_before = config.monitors.drift.reference_sessions + MAX_LOOKBACK
+    history_from = start - timedelta(days=int(sessions_before * 1.45) + 10)
+    whole = replace(selection, start=history_from)
     source, panel = cached_panel(loaded, settings, on_fetch=on_fetch, selection=whole)
+    if panel.sessions[0] > pd.Timestamp(history_from) + pd.Timedelta(days=10):
+        # The cache starts later than the reference needs: bring the earlier history in, if any.
+        market_source, universe = open_selection(loaded, whole)
+        fetch_market_data(loaded, settings, market_source, universe, start=history_from, end=selection.end,
+                          on_progress=on_fetch)
+        source, panel = cached_panel(loaded, settings, on_fetch=on_fetch, selection=whole)
     replay = replay_monitor(panel, config, start, selection.end, model=model, on_session=on_session)
     outcome = MonitorBacktest(source=source, replay=replay)
     if record:
@@ -359,8 +372,9 @@ def _record(loaded: LoadedConfig, settings: Settings, source: str, panel: BarPan
                     panel.truncate(event.closed_on), config.market.labels, source)  # type: ignore[arg-type]
                 if growth.built:
                     versions.append(growth.version)
-                mark_archived(archive.store, source=source, names=[event.name], version=growth.version)
-                archived.append(event.name)
+                if event.name in growth.added:  # not when no symbol had bars in its window
+                    mark_archived(archive.store, source=source, names=[event.name], version=growth.version)
+                    archived.append(event.name)
         finally:
             archive.store.dispose()
     return MonitorBacktest(source=source, replay=replay, drift_events_recorded=drifts,

@@ -91,6 +91,7 @@ class ArchiveGrowth:
     added: tuple[str, ...]  # events added or extended by this version (empty when nothing was new)
     counts: pd.DataFrame
     path: Path
+    empty: tuple[str, ...] = ()  # events left out: no symbol has a labelled sample in their window
 
 
 def _held(counts: pd.DataFrame, event: ArchiveEvent) -> bool:
@@ -212,6 +213,13 @@ class RareEventArchive:
                               beta_lookback=labels.beta_lookback, barrier=labels.triple_barrier,
                               provenance="archive", require_label=False).frame
         dates = built.index.get_level_values("date")
+        labelled_dates = dates[built["label"].notna().to_numpy()]
+        empty = tuple(e.name for e in pending if not ((labelled_dates >= pd.Timestamp(e.start))
+                                                       & (labelled_dates <= pd.Timestamp(e.end))).any())
+        pending = [e for e in pending if e.name not in empty]
+        names = tuple(e.name for e in pending)
+        if not pending:
+            return ArchiveGrowth(base, base, False, (), counts, self.path_for(base), empty)
         has_bars = panel.close.notna()
         old = self.load(base)
         parts = [old.loc[~old["event"].isin(names)]]
@@ -238,7 +246,7 @@ class RareEventArchive:
         write_parquet_atomically(grown, path)
         new_counts = pd.DataFrame(rows)
         self._record(version, record.configured_version, content_hash, source, new_counts)
-        return ArchiveGrowth(version, base, True, names, new_counts, path)
+        return ArchiveGrowth(version, base, True, names, new_counts, path, empty)
 
     def _latest_of(self, source: str) -> str:
         built = [v for v in self.versions() if v.source == source]

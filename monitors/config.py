@@ -82,7 +82,8 @@ class RareEventDetection(_Section):
     An event is proposed when the regime rules hold crash or high volatility (or recovery, a
     separate event) for ``min_sessions`` sessions, or at once when the market's volatility has a
     change point: river's PageHinkley on the daily change of log VIX (observed, or the
-    realised-volatility fallback) with ``change_point_threshold`` and ``change_point_delta``. The
+    realised-volatility fallback) with ``change_point_threshold`` and ``change_point_delta``,
+    counted once the VIX reaches ``change_point_min_vix`` within ``min_sessions``. The
     event extends while it lasts and closes after more than ``max_gap_sessions`` quiet sessions.
     A new event gets ``archive_weight`` of the archive's weight.
     """
@@ -92,6 +93,7 @@ class RareEventDetection(_Section):
     change_point_threshold: float = Field(0.3, gt=0)
     change_point_delta: float = Field(0.05, ge=0)
     change_point_min_sessions: int = Field(30, ge=1)
+    change_point_min_vix: float = Field(20.0, gt=0)
     drawdown_sessions: int = Field(252, ge=2)
     archive_weight: float = Field(0.05, gt=0, lt=1)
 

@@ -7,7 +7,9 @@ A storm is proposed as a new archive event when either
   COVID crash and recovery are two events of the configured archive), or
 * the market's volatility has a change point: river's ``PageHinkley`` on the daily change of
   log VIX (:class:`VolatilityChangeDetector`), which sees a storm's first sessions before the
-  VIX has crossed a regime threshold.
+  VIX has crossed a regime threshold. A change point counts once the VIX stands at
+  ``change_point_min_vix`` or more, on its session or within ``min_sessions`` after it: a jump
+  from 11 to 15 is a change of volatility, not a storm.
 
 The proposal carries its window, regime and evidence (the rules and change points that fired,
 the market proxy's worst drawdown from its trailing high, the peak VIX and whether it was the
@@ -202,6 +204,8 @@ class RareEventDiscovery:
         Quiet sessions an open event bridges; the next one closes it.
     change_point_threshold, change_point_delta, change_point_min_sessions
         The :class:`VolatilityChangeDetector`.
+    change_point_min_vix
+        The VIX level at which a change point counts.
     drawdown_sessions
         Sessions of the trailing high that drawdowns are measured from.
     known
@@ -241,6 +245,7 @@ class RareEventDiscovery:
         change_point_threshold: float = 0.3,
         change_point_delta: float = 0.05,
         change_point_min_sessions: int = 30,
+        change_point_min_vix: float = 20.0,
         drawdown_sessions: int = 252,
         known: Sequence[tuple[str, date, date]] = (),
     ) -> None:
@@ -249,6 +254,7 @@ class RareEventDiscovery:
         self.change_point_threshold = change_point_threshold
         self.change_point_delta = change_point_delta
         self.change_point_min_sessions = change_point_min_sessions
+        self.change_point_min_vix = change_point_min_vix
         self.drawdown_sessions = drawdown_sessions
         self.known = tuple(known)
         self._reset()
@@ -261,6 +267,7 @@ class RareEventDiscovery:
                    change_point_threshold=settings.change_point_threshold,
                    change_point_delta=settings.change_point_delta,
                    change_point_min_sessions=settings.change_point_min_sessions,
+                   change_point_min_vix=settings.change_point_min_vix,
                    drawdown_sessions=settings.drawdown_sessions, known=known)
 
     def _reset(self) -> None:
@@ -271,6 +278,7 @@ class RareEventDiscovery:
         self._changes: tuple[EventChange, ...] = ()
         self._events: dict[str, ProposedEvent] = {}
         self._change_point = False
+        self._armed = 0  # sessions left for a change point to be confirmed by the VIX level
         self._last: pd.Timestamp | None = None
 
     @property
@@ -285,7 +293,7 @@ class RareEventDiscovery:
 
     @property
     def change_point(self) -> bool:
-        """Whether the last update found a volatility change point."""
+        """Whether the last update confirmed a volatility change point."""
         return self._change_point
 
     @property
@@ -309,7 +317,11 @@ class RareEventDiscovery:
             self._closes.append(float(x.close))
         drawdown = x.close / max(self._closes) - 1.0 if self._closes and math.isfinite(x.close) else 0.0
         self._volatility.update(x.vix)
-        self._change_point = self._volatility.drift_detected
+        if self._volatility.drift_detected:
+            self._armed = self.min_sessions
+        high = math.isfinite(x.vix) and x.vix >= self.change_point_min_vix
+        self._change_point = self._armed > 0 and high
+        self._armed = 0 if self._change_point else max(0, self._armed - 1)
         changes: list[EventChange] = []
         for family, tracker in self._trackers.items():
             if family == "storm":

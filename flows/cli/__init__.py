@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import archive, common, config_commands, data, demo, features, regimes, replay, retrain, runs
+from flows.cli import (
+    archive,
+    common,
+    config_commands,
+    data,
+    demo,
+    features,
+    monitor,
+    regimes,
+    replay,
+    retrain,
+    runs,
+)
 
 app = typer.Typer(help="Stormwatch: keep trading models honest through market storms.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -26,6 +38,7 @@ app.add_typer(config_commands.app, name="config")
 app.add_typer(archive.app, name="archive")
 app.add_typer(features.app, name="features")
 app.add_typer(regimes.app, name="regimes")
+app.add_typer(monitor.app, name="monitor")
 app.command()(retrain.retrain)
 app.add_typer(runs.app, name="runs")
 app.add_typer(replay.app, name="replay")
