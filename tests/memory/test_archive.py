@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -13,8 +14,17 @@ from market.config import LabelSettings
 from market.features import FEATURE_NAMES
 from market.panel import BarPanel
 from memory.archive import ArchiveNotBuilt, RareEventArchive
-from memory.config import ArchiveConfig
+from memory.config import ArchiveConfig, ArchiveEvent
 from memory.store import Store
+from memory.watch_log import (
+    DiscoveredEventRow,
+    DriftEventRow,
+    discovered_events,
+    drift_events,
+    mark_archived,
+    record_discovered_events,
+    record_drift_events,
+)
 from tests.panels import simulated_panel, small_universe
 
 CONFIG = load_config().config
@@ -107,3 +117,85 @@ def test_a_short_history_is_counted_not_hidden(store: Store, tmp_path: Path) -> 
     row = build.counts.iloc[0]
     assert row["dropped_lookback"] > 0
     assert row["samples"] + row["dropped_lookback"] + row["unlabelled"] == row["sessions"] * row["symbols"]
+
+
+# -- growth by discovered events ---------------------------------------------------------------
+
+DISCOVERED = ArchiveEvent(name="storm of 2012-05-14", start=date(2012, 5, 14), end=date(2012, 5, 25),
+                          regime="high_volatility", weight=0.05)
+
+
+def test_a_discovered_event_is_added_once_as_a_new_version(store: Store, small_panel: BarPanel,
+                                                            tmp_path: Path) -> None:
+    archive = RareEventArchive(tmp_path / "archive", store)
+    base = archive.build(CONFIG.memory.archive, small_panel, LABELS, "simulated")
+    grown = archive.add_events([DISCOVERED], small_panel, LABELS, "simulated")
+    assert grown.built and grown.base == "1.1.0" and grown.added == (DISCOVERED.name,)
+    assert grown.version.startswith("1.1.0+") and archive.latest_version() == grown.version
+    samples = archive.load(grown.version)
+    mine = samples[samples["event"] == DISCOVERED.name]
+    assert len(mine) == 10 * len(small_panel.symbols) and set(mine["regime"]) == {"high_volatility"}
+    # Every configured event is still there, unchanged, and the weights still sum to one.
+    old = archive.load("1.1.0")
+    pd.testing.assert_frame_equal(samples[samples["event"] != DISCOVERED.name].reset_index(drop=True),
+                                  old.astype({"event": str, "regime": str, "provenance": str})
+                                  .astype({"event": "category", "regime": "category", "provenance": "category"})
+                                  .reset_index(drop=True), check_categorical=False)
+    assert grown.counts["weight"].sum() == pytest.approx(1.0)
+    assert grown.counts.iloc[-1]["weight"] == 0.05 and len(grown.counts) == len(base.counts) + 1
+
+    # Seeing the same event again adds nothing, from the grown version or from the base.
+    again = archive.add_events([DISCOVERED], small_panel, LABELS, "simulated")
+    from_base = archive.add_events([DISCOVERED], small_panel, LABELS, "simulated", base="1.1.0")
+    assert not again.built and again.version == grown.version and again.added == ()
+    assert not from_base.built and from_base.version == grown.version
+    assert len(archive.versions()) == 2
+
+    # The event lasted longer: its window is extended in one more version, its rows replaced.
+    longer = DISCOVERED.model_copy(update={"end": date(2012, 6, 8)})
+    extended = archive.add_events([longer], small_panel, LABELS, "simulated")
+    assert extended.built and extended.base == grown.version
+    rows = archive.load(extended.version)
+    window = small_panel.sessions[(small_panel.sessions >= "2012-05-14") & (small_panel.sessions <= "2012-06-08")]
+    assert len(window) == 19  # Memorial Day
+    assert (rows["event"] == DISCOVERED.name).sum() == len(window) * len(small_panel.symbols)
+    assert len(archive.versions()) == 3
+
+
+def test_growth_needs_an_archive_of_the_same_source_and_skips_events_without_samples(
+        store: Store, small_panel: BarPanel, tmp_path: Path) -> None:
+    archive = RareEventArchive(tmp_path / "archive", store)
+    with pytest.raises(ArchiveNotBuilt, match="no archive has been built from bundled"):
+        archive.add_events([DISCOVERED], small_panel, LABELS, "bundled")
+    archive.build(CONFIG.memory.archive, small_panel, LABELS, "simulated")
+    beyond = DISCOVERED.model_copy(update={"name": "storm of 2030-01-02", "start": date(2030, 1, 2),
+                                           "end": date(2030, 1, 9)})
+    growth = archive.add_events([beyond], small_panel, LABELS, "simulated")
+    assert not growth.built and growth.empty == ("storm of 2030-01-02",) and len(archive.versions()) == 1
+
+
+# -- the watch log ------------------------------------------------------------------------------
+
+def test_drift_and_discovered_events_are_recorded_once(store: Store) -> None:
+    drift = DriftEventRow(detector="feature", session=date(2026, 12, 23), since=date(2026, 12, 22),
+                          measure="share of features drifted", value=0.4, threshold=0.15,
+                          drifted=({"name": "vol_5", "measure": "psi", "value": 2.1, "threshold": 0.3,
+                                    "since": "2026-12-22"},), summary="feature drift")
+    assert record_drift_events(store, source="simulated", rows=[drift]) == 1
+    assert record_drift_events(store, source="simulated", rows=[drift, drift]) == 0
+    assert record_drift_events(store, source="bundled", rows=[drift]) == 1
+    (recorded,) = drift_events(store, source="simulated")
+    assert recorded.since == date(2026, 12, 22) and "vol_5" in recorded.drifted
+
+    event = DiscoveredEventRow(name="storm of 2026-12-22", regime="high_volatility", start=date(2026, 12, 22),
+                               end=date(2026, 12, 24), sessions=3, proposed_on=date(2026, 12, 24),
+                               closed_on=None, status="open", known_as=None, drawdown=-0.05, peak_vix=31.0,
+                               evidence=("volatility change point (2026-12-23)",))
+    assert record_discovered_events(store, source="simulated", rows=[event]) == 1
+    assert record_discovered_events(store, source="simulated", rows=[event]) == 0
+    closed = replace(event, end=date(2027, 1, 8), regime="crash", closed_on=date(2027, 1, 18), status="closed")
+    assert record_discovered_events(store, source="simulated", rows=[closed]) == 1
+    mark_archived(store, source="simulated", names=[event.name], version="1.1.0+abcd1234")
+    (stored,) = discovered_events(store, source="simulated")
+    assert (stored.end, stored.regime, stored.status, stored.archive_version) == (
+        date(2027, 1, 8), "crash", "closed", "1.1.0+abcd1234")
