@@ -108,8 +108,8 @@ def storm_detection(config: StormwatchConfig, universe: Universe, seed: int) -> 
     start = sessions[storm]
     feature_days = [a.session for a in replay.alarms if a.detector == "feature" and a.session >= start]
     covered = [day for day, change in replay.changes
-               if change.event.family == "storm" and day >= start and change.kind in ("proposed", "extended")]
-    ongoing = [e for e in replay.events if e.family == "storm" and e.start < start
+               if day >= start and change.kind in ("proposed", "extended")]
+    ongoing = [e for e in replay.events if e.start < start
                and (e.closed_on is None or e.closed_on >= start)]
     feature = sessions.get_loc(feature_days[0]) - storm + 1 if feature_days else float("nan")
     event = 1 if ongoing else (sessions.get_loc(covered[0]) - storm + 1 if covered else float("nan"))

@@ -2,9 +2,8 @@
 
 A storm is proposed as a new archive event when either
 
-* the regime rules (:mod:`monitors.regimes`) hold crash or high volatility for ``min_sessions``
-  consecutive sessions (a recovery held as long is proposed as an event of its own, as the 2020
-  COVID crash and recovery are two events of the configured archive), or
+* the regime rules (:mod:`monitors.regimes`) hold crash, recovery or high volatility for
+  ``min_sessions`` consecutive sessions, or
 * the market's volatility has a change point: river's ``PageHinkley`` on the daily change of
   log VIX (:class:`VolatilityChangeDetector`), which sees a storm's first sessions before the
   VIX has crossed a regime threshold. A change point counts once the VIX stands at
@@ -42,7 +41,9 @@ __all__ = [
     "VolatilityChangeDetector",
 ]
 
-STORM_REGIMES = frozenset({Regime.CRASH.value, Regime.HIGH_VOLATILITY.value})
+STORM_REGIMES = frozenset({Regime.CRASH.value, Regime.RECOVERY.value, Regime.HIGH_VOLATILITY.value})
+#: An event's regime is the most severe one seen in its window.
+SEVERITY = (Regime.CRASH.value, Regime.HIGH_VOLATILITY.value, Regime.RECOVERY.value)
 CHANGE_POINT = "volatility change point"
 
 
@@ -138,15 +139,17 @@ class Evidence:
 class ProposedEvent:
     """A rare event seen in live data, with its window, regime and evidence.
 
-    ``name`` (``"storm of 2026-12-18"``) depends only on the family and the first session, so
-    seeing the same event again gives the same name (idempotent recording). ``regime`` is crash
-    once any crash session is in the window, else high_volatility; recovery for a recovery.
+    ``name`` (``"storm of 2026-12-18"``) depends only on the first session, so seeing the same
+    event again gives the same name (idempotent recording). ``regime`` is the most severe regime
+    of the window: crash once any crash session is in it, else high_volatility, else recovery.
+    A crash and the recovery the rules label after it are one event: the recovery rule runs 63
+    sessions after the crash low whatever the market does, so on its own it would propose
+    storms that the market has long left.
     ``known_as`` names the configured archive event it overlaps, if any: such an event is
     reported, never added.
     """
 
     name: str
-    family: Literal["storm", "recovery"]
     regime: str
     start: pd.Timestamp
     end: pd.Timestamp
@@ -184,7 +187,7 @@ class EventChange:
 
 @dataclass
 class _Tracker:
-    """The open event of one family and the run of rule sessions leading to the next."""
+    """The open event and the run of rule sessions leading to the next."""
 
     run: int = 0
     run_start: pd.Timestamp | None = None
@@ -199,7 +202,7 @@ class RareEventDiscovery:
     Parameters
     ----------
     min_sessions
-        Consecutive sessions a rule must hold crash or high volatility (or recovery) to propose.
+        Consecutive sessions a rule must hold crash, recovery or high volatility to propose.
     max_gap_sessions
         Quiet sessions an open event bridges; the next one closes it.
     change_point_threshold, change_point_delta, change_point_min_sessions
@@ -274,7 +277,7 @@ class RareEventDiscovery:
         self._volatility = VolatilityChangeDetector(self.change_point_threshold, self.change_point_delta,
                                                     self.change_point_min_sessions)
         self._closes: deque[float] = deque(maxlen=self.drawdown_sessions)
-        self._trackers = {"storm": _Tracker(), "recovery": _Tracker()}
+        self._tracker = _Tracker()
         self._changes: tuple[EventChange, ...] = ()
         self._events: dict[str, ProposedEvent] = {}
         self._change_point = False
@@ -322,17 +325,10 @@ class RareEventDiscovery:
         high = math.isfinite(x.vix) and x.vix >= self.change_point_min_vix
         self._change_point = self._armed > 0 and high
         self._armed = 0 if self._change_point else max(0, self._armed - 1)
-        changes: list[EventChange] = []
-        for family, tracker in self._trackers.items():
-            if family == "storm":
-                in_family = x.regime in STORM_REGIMES
-            else:
-                in_family = x.regime == Regime.RECOVERY.value
-            change_point = self._change_point and family == "storm"
-            changes += self._step(family, tracker, x, session, in_family, change_point, drawdown)
-        self._changes = tuple(changes)
+        stormy = x.regime in STORM_REGIMES
+        self._changes = tuple(self._step(self._tracker, x, session, stormy, self._change_point, drawdown))
 
-    def _step(self, family: str, tracker: _Tracker, x: MarketSession, session: pd.Timestamp,
+    def _step(self, tracker: _Tracker, x: MarketSession, session: pd.Timestamp,
               in_family: bool, change_point: bool, drawdown: float) -> list[EventChange]:
         if in_family:
             if tracker.run == 0:
@@ -356,8 +352,8 @@ class RareEventDiscovery:
             else:
                 return []
             event = ProposedEvent(
-                name=f"{family} of {start.date()}", family=family,  # type: ignore[arg-type]
-                regime=self._regime(family, x.regime, None), start=start, end=session, proposed_on=session,
+                name=f"storm of {start.date()}", regime=self._regime(x.regime, None), start=start,
+                end=session, proposed_on=session,
                 sessions=0, evidence=tuple(evidence), drawdown=min(drawdown, 0.0), peak_vix=x.vix,
                 vix_fallback=x.vix_is_fallback)
             event = replace(event, sessions=1 + (tracker.run - 1 if tracker.run >= self.min_sessions else 0))
@@ -368,7 +364,7 @@ class RareEventDiscovery:
                 evidence.insert(0, Evidence(session, "rule", x.rule))
             tracker.quiet = 0
             grown = replace(
-                event, end=session, sessions=event.sessions + 1, regime=self._regime(family, x.regime, event),
+                event, end=session, sessions=event.sessions + 1, regime=self._regime(x.regime, event),
                 evidence=event.evidence + tuple(evidence), drawdown=min(event.drawdown, drawdown),
                 peak_vix=max(event.peak_vix, x.vix) if math.isfinite(x.vix) else event.peak_vix,
                 vix_fallback=event.vix_fallback or x.vix_is_fallback)
@@ -379,12 +375,10 @@ class RareEventDiscovery:
             return self._publish(tracker, replace(event, closed_on=session), "closed")
         return []
 
-    def _regime(self, family: str, regime: str | None, event: ProposedEvent | None) -> str:
-        if family == "recovery":
-            return Regime.RECOVERY.value
-        if regime == Regime.CRASH.value or (event is not None and event.regime == Regime.CRASH.value):
-            return Regime.CRASH.value
-        return Regime.HIGH_VOLATILITY.value
+    def _regime(self, regime: str | None, event: ProposedEvent | None) -> str:
+        seen = [r for r in (regime, event.regime if event is not None else None) if r in SEVERITY]
+        # A change point alone, before any rule fired, reads as high volatility.
+        return min(seen, key=SEVERITY.index) if seen else Regime.HIGH_VOLATILITY.value
 
     def _publish(self, tracker: _Tracker, event: ProposedEvent, kind: str) -> list[EventChange]:
         """Record ``event``'s new state; an event overlapping a known window becomes known once."""

@@ -83,13 +83,16 @@ def test_a_change_point_proposes_at_once_but_only_with_the_vix_high_enough() -> 
     assert run(quiet, sessions([v * 0.75 for v in low], ["low_volatility"] * len(low))) == []
 
 
-def test_a_recovery_is_an_event_of_its_own() -> None:
+def test_a_crash_and_its_recovery_are_one_event_and_a_recovery_alone_is_one_too() -> None:
     regimes = ["normal"] * 30 + ["crash"] * 6 + ["recovery"] * 12 + ["normal"] * 20
     discovery = RareEventDiscovery(change_point_threshold=10.0)
     seen = run(discovery, sessions([30.0] * len(regimes), regimes, rule="fall >= 15% in 10 sessions"))
-    assert [kind for _, kind, _ in seen] == ["proposed", "proposed", "closed", "closed"]
-    storm, recovery = discovery.events
-    assert storm.regime == "crash" and recovery.regime == "recovery" and recovery.start == DAYS[36]
+    assert [kind for _, kind, _ in seen] == ["proposed", "closed"]
+    (event,) = discovery.events
+    assert event.regime == "crash" and (event.start, event.end) == (DAYS[30], DAYS[47])
+    alone = RareEventDiscovery(change_point_threshold=10.0)
+    run(alone, sessions([20.0] * 40, ["normal"] * 20 + ["recovery"] * 5 + ["normal"] * 15))
+    assert [e.regime for e in alone.events] == ["recovery"]
 
 
 def test_an_event_overlapping_a_configured_window_is_known_and_extends_nothing() -> None:
