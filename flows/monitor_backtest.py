@@ -427,6 +427,12 @@ def plot_backtest(
     _mark(features, s, "feature", "feature_share")
     features.set_ylabel("feature drift")
     features.set_ylim(0, 1)
+    for axis, names in ((features, ("feature",)), (others, ("regime", "prediction"))):
+        reasons = [f"{name} drift not run: {replay.not_run[name][:110]}"
+                   for name in names if name in replay.not_run]
+        if reasons:
+            axis.text(0.5, 0.5, "\n".join(reasons), transform=axis.transAxes, ha="center", va="center",
+                      fontsize=8, color="#555555")
     features.legend(loc="upper left", fontsize=8)
 
     others.plot(x, s["regime_tvd"], color="#8e44ad", linewidth=0.8, label="regime mix TVD")
