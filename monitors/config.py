@@ -79,8 +79,9 @@ class RareEventDetection(_Section):
     """When the live market becomes a proposed archive event (SPEC.md module 7;
     ``monitors.rare_events``).
 
-    An event is proposed when the regime rules hold crash or high volatility (or recovery, a
-    separate event) for ``min_sessions`` sessions, or at once when the market's volatility has a
+    An event is proposed when the regime rules hold crash or recovery for ``min_sessions``
+    sessions (high volatility alone: ``high_volatility_min_sessions``), or at once when the
+    market's volatility has a
     change point: river's PageHinkley on the daily change of log VIX (observed, or the
     realised-volatility fallback) with ``change_point_threshold`` and ``change_point_delta``,
     counted once the VIX reaches ``change_point_min_vix`` within ``min_sessions``. The
@@ -89,6 +90,7 @@ class RareEventDetection(_Section):
     """
 
     min_sessions: int = Field(3, ge=1)
+    high_volatility_min_sessions: int = Field(5, ge=1)
     max_gap_sessions: int = Field(5, ge=0)
     change_point_threshold: float = Field(0.3, gt=0)
     change_point_delta: float = Field(0.05, ge=0)

@@ -192,6 +192,7 @@ class _Tracker:
     run: int = 0
     run_start: pd.Timestamp | None = None
     run_rule: str = ""
+    run_severe: bool = False  # a crash or recovery session in the run
     event: ProposedEvent | None = None
     quiet: int = 0
 
@@ -202,7 +203,10 @@ class RareEventDiscovery:
     Parameters
     ----------
     min_sessions
-        Consecutive sessions a rule must hold crash, recovery or high volatility to propose.
+        Consecutive sessions a rule must hold crash or recovery (with high volatility) to propose.
+    high_volatility_min_sessions
+        The same for a run of high volatility alone: the VIX rules read noise in a calm VIX near
+        25 as three sessions of high volatility now and then, a storm holds it for weeks.
     max_gap_sessions
         Quiet sessions an open event bridges; the next one closes it.
     change_point_threshold, change_point_delta, change_point_min_sessions
@@ -244,6 +248,7 @@ class RareEventDiscovery:
         self,
         *,
         min_sessions: int = 3,
+        high_volatility_min_sessions: int = 5,
         max_gap_sessions: int = 5,
         change_point_threshold: float = 0.3,
         change_point_delta: float = 0.05,
@@ -253,6 +258,7 @@ class RareEventDiscovery:
         known: Sequence[tuple[str, date, date]] = (),
     ) -> None:
         self.min_sessions = min_sessions
+        self.high_volatility_min_sessions = high_volatility_min_sessions
         self.max_gap_sessions = max_gap_sessions
         self.change_point_threshold = change_point_threshold
         self.change_point_delta = change_point_delta
@@ -266,7 +272,9 @@ class RareEventDiscovery:
     def from_config(cls, settings: RareEventDetection,
                     known: Sequence[tuple[str, date, date]] = ()) -> RareEventDiscovery:
         """Discovery with the settings of ``monitors.rare_events`` and the configured events."""
-        return cls(min_sessions=settings.min_sessions, max_gap_sessions=settings.max_gap_sessions,
+        return cls(min_sessions=settings.min_sessions,
+                   high_volatility_min_sessions=settings.high_volatility_min_sessions,
+                   max_gap_sessions=settings.max_gap_sessions,
                    change_point_threshold=settings.change_point_threshold,
                    change_point_delta=settings.change_point_delta,
                    change_point_min_sessions=settings.change_point_min_sessions,
@@ -332,20 +340,22 @@ class RareEventDiscovery:
               in_family: bool, change_point: bool, drawdown: float) -> list[EventChange]:
         if in_family:
             if tracker.run == 0:
-                tracker.run_start, tracker.run_rule = session, x.rule
+                tracker.run_start, tracker.run_rule, tracker.run_severe = session, x.rule, False
             tracker.run += 1
+            tracker.run_severe = tracker.run_severe or x.regime != Regime.HIGH_VOLATILITY.value
         else:
             tracker.run = 0
+        needed = self.min_sessions if tracker.run_severe else self.high_volatility_min_sessions
         evidence = []
         if change_point:
             detail = f"{CHANGE_POINT}: log VIX rose more than {self.change_point_threshold:g}"
             evidence.append(Evidence(session, "change point", detail))
         event = tracker.event
         if event is None:
-            if tracker.run >= self.min_sessions:
+            if tracker.run >= needed:
                 assert tracker.run_start is not None
                 evidence.insert(0, Evidence(tracker.run_start, "rule",
-                                            f"{tracker.run_rule} for {self.min_sessions} sessions"))
+                                            f"{tracker.run_rule} for {needed} sessions"))
                 start = tracker.run_start
             elif change_point:
                 start = session
@@ -356,7 +366,7 @@ class RareEventDiscovery:
                 end=session, proposed_on=session,
                 sessions=0, evidence=tuple(evidence), drawdown=min(drawdown, 0.0), peak_vix=x.vix,
                 vix_fallback=x.vix_is_fallback)
-            event = replace(event, sessions=1 + (tracker.run - 1 if tracker.run >= self.min_sessions else 0))
+            event = replace(event, sessions=tracker.run if tracker.run >= needed else 1)
             return self._publish(tracker, event, "proposed")
         if in_family or change_point:
             seen = any(e.kind == "rule" and x.rule in e.detail for e in event.evidence)

@@ -59,13 +59,17 @@ def test_a_rule_held_for_min_sessions_proposes_an_event_whose_window_starts_with
     vix = [14.0 if r == "low_volatility" else 27.0 for r in regimes]
     discovery = RareEventDiscovery(min_sessions=3, max_gap_sessions=5, change_point_threshold=10.0)
     assert run(discovery, sessions(vix, regimes)) == [
-        (DAYS[45].date(), "proposed", f"storm of {DAYS[43].date()}"),  # a run of 2 does not propose
+        # high volatility alone proposes on the 5th session (a crash or recovery on the 3rd)
+        (DAYS[47].date(), "proposed", f"storm of {DAYS[43].date()}"),
         (DAYS[60].date(), "closed", f"storm of {DAYS[43].date()}"),  # the 3-session gap is bridged
     ]
     (event,) = discovery.events
     assert (event.start, event.end, event.sessions) == (DAYS[43], DAYS[54], 9)
     assert event.regime == "high_volatility" and event.peak_vix == 27.0 and event.status == "closed"
-    assert event.evidence[0].detail == "25 <= vix <= 35 for 3 sessions"
+    assert event.evidence[0].detail == "25 <= vix <= 35 for 5 sessions"
+    crash = RareEventDiscovery(change_point_threshold=10.0)
+    seen = run(crash, sessions([40.0] * 60, ["normal"] * 40 + ["crash"] * 4 + ["normal"] * 16, rule="vix > 35"))
+    assert seen[0] == (DAYS[42].date(), "proposed", f"storm of {DAYS[40].date()}")
 
 
 def test_a_change_point_proposes_at_once_but_only_with_the_vix_high_enough() -> None:
