@@ -24,14 +24,13 @@ regime as the judge, never shown to the detectors):
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
-from collections.abc import Callable
 from datetime import date
 
 import numpy as np
 import pandas as pd
 
+from benchmarks.features import best_of
 from flows.config import StormwatchConfig, load_config
 from flows.monitor_backtest import replay_monitor
 from market.config import SimulatorSettings
@@ -58,15 +57,6 @@ RARE_FALSE_TARGET = 1.0  # per ten calm years
 STORM = frozenset({"crash", "recovery", "high_volatility"})
 #: Half-year stretches of simulated history whose feature-drift alarms are judged against truth.
 CALM_STRETCHES = (date(2012, 1, 3), date(2016, 6, 1), date(2024, 1, 2))
-
-
-def best_of(runs: int, work: Callable[[], object]) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def small(universe: Universe, per_sector: int = 2) -> Universe:
