@@ -362,8 +362,8 @@ def _record(loaded: LoadedConfig, settings: Settings, source: str, panel: BarPan
         try:
             try:
                 latest_archive_version(archive, source)
-            except ArchiveNotBuilt:  # grow from the configured events, built from the same bars
-                build_archive(loaded, settings, source, panel=panel)
+            except ArchiveNotBuilt:  # grow from the configured events, built from the whole cache
+                build_archive(loaded, settings, source)
             weight = config.monitors.rare_events.archive_weight
             for event in sorted(closed, key=lambda e: e.closed_on):  # type: ignore[arg-type, return-value]
                 growth = archive.add_events(
