@@ -72,14 +72,16 @@ class HybridConfig(_Section):
     """How the hybrid training set is assembled from the window, the archive and the replay
     buffer (``memory/hybrid.py``).
 
-    ``archive_rows``: ``all`` keeps as many archive rows as the archive holds, redistributed so
-    that each event's share of them follows its configured weight (events short of their share
-    are drawn with replacement, long ones without); an integer fixes the count.
+    ``archive_rows``: how many archive rows a training set takes, redistributed so that each
+    event's share of them follows its configured weight (events short of their share are drawn
+    with replacement, long ones without); ``all`` takes as many as the archive holds. The
+    default bounds the set: regime balancing keeps every crash row at its 10% target, so the
+    balanced set grows with the archive's crash rows (about 120,000 rows at 24,000).
     ``archive_regime``: the regime of an archive row, either its event's configured regime
     (``event``, a hindsight judgement) or what the causal labeler said that day (``labeler``).
     """
 
-    archive_rows: Literal["all"] | int = "all"
+    archive_rows: Literal["all"] | int = 24_000
     archive_regime: Literal["event", "labeler"] = "event"
     seed: int = 0
 

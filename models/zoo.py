@@ -112,8 +112,8 @@ class ScaledClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("ScaledClassifier needs an estimator")
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
         self.imputer_ = SimpleImputer(strategy="median", keep_empty_features=True).fit(X)
-        Z = self.imputer_.transform(X)
-        self.scaler_ = StandardScaler().fit(Z, sample_weight=sample_weight)
+        Z = self.imputer_.transform(X)  # a new array: scaling it in place spares a copy of the rows
+        self.scaler_ = StandardScaler(copy=False).fit(Z, sample_weight=sample_weight)
         self.estimator_ = clone(self.estimator).fit(self.scaler_.transform(Z), y, sample_weight=sample_weight)
         self.classes_ = self.estimator_.classes_
         return self
