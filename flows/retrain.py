@@ -235,7 +235,13 @@ def _table_artifact(accuracy: pd.DataFrame, run_id: str) -> None:
                           description=f"Validation accuracy per regime, run {run_id}")
 
 
-@flow(name="retrain", flow_run_name="retrain-{source}-{as_of}", log_prints=True,
+def _run_name() -> str:
+    """``retrain-<source>-<as of>``, naming the defaults instead of printing ``None``."""
+    parameters = flow_run.parameters
+    return f"retrain-{parameters.get('source') or 'default'}-{parameters.get('as_of') or 'today'}"
+
+
+@flow(name="retrain", flow_run_name=_run_name, log_prints=True,
       task_runner=ThreadPoolTaskRunner(max_workers=2))
 def retrain(
     source: str | None = None,

@@ -124,10 +124,12 @@ class ScaledClassifier(ClassifierMixin, BaseEstimator):
         return self.scaler_.transform(self.imputer_.transform(X))
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        return self.estimator_.predict_proba(self._transform(X))
+        Z = self._transform(X)
+        return self.estimator_.predict_proba(Z)
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.estimator_.predict(self._transform(X))
+        Z = self._transform(X)
+        return self.estimator_.predict(Z)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -198,10 +200,12 @@ class QuantileBinnedClassifier(ClassifierMixin, BaseEstimator):
         return self._codes(validate_data(self, X, reset=False, ensure_all_finite="allow-nan"))
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        return self.estimator_.predict_proba(self._transform(X))
+        Z = self._transform(X)
+        return self.estimator_.predict_proba(Z)
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.estimator_.predict(self._transform(X))
+        Z = self._transform(X)
+        return self.estimator_.predict(Z)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -277,7 +281,8 @@ class NystroemSVC(ClassifierMixin, BaseEstimator):
         return self.calibrated_.predict_proba(self.kernel_.transform(X))
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 # --------------------------------------------------------------------------------------------

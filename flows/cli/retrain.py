@@ -77,8 +77,10 @@ def retrain(
         "--baseline", help="Window only: no archive, no balancing, no weights, no replay.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Retrain the eight models and their ensemble from hybrid memory, validate them per regime,
-    and record the run (as of --end, default today). Builds the archive first if needed."""
+    """Retrain the eight models and their ensemble from hybrid memory.
+
+    Validates them per regime and records the run, as of --end (default today); builds the
+    archive first if it is missing."""
     selection = market_selection(source, csv_dir, symbols, start, end)
     loaded, settings = load(config)
     prefect_defaults(settings)
