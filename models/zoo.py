@@ -73,7 +73,30 @@ class ZooConfigError(ValueError):
     """A model slot of the configuration that cannot be built; the message names the key."""
 
 
-class ScaledClassifier(ClassifierMixin, BaseEstimator):
+class _PreparedInputs:
+    """What both input wrappers share: predictions go through ``_transform`` to the fitted
+    ``estimator_``, and missing values are accepted (imputed or kept as missing)."""
+
+    estimator_: Any
+
+    def _transform(self, X: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        Z = self._transform(X)
+        return self.estimator_.predict_proba(Z)
+
+    def predict(self, X: Any) -> np.ndarray:
+        Z = self._transform(X)
+        return self.estimator_.predict(Z)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()  # type: ignore[misc]
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+class ScaledClassifier(_PreparedInputs, ClassifierMixin, BaseEstimator):
     """Median imputation and weighted standardisation in front of a scale-sensitive learner.
 
     Trees do not care about scale or missing values; an MLP, a logistic regression and an SVM
@@ -123,21 +146,8 @@ class ScaledClassifier(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
         return self.scaler_.transform(self.imputer_.transform(X))
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        Z = self._transform(X)
-        return self.estimator_.predict_proba(Z)
 
-    def predict(self, X: Any) -> np.ndarray:
-        Z = self._transform(X)
-        return self.estimator_.predict(Z)
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
-
-
-class QuantileBinnedClassifier(ClassifierMixin, BaseEstimator):
+class QuantileBinnedClassifier(_PreparedInputs, ClassifierMixin, BaseEstimator):
     """Features replaced by their quantile-bin codes (unweighted) before a histogram booster.
 
     ``HistGradientBoostingClassifier`` bins every feature into at most 255 bins before it
@@ -198,19 +208,6 @@ class QuantileBinnedClassifier(ClassifierMixin, BaseEstimator):
     def _transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         return self._codes(validate_data(self, X, reset=False, ensure_all_finite="allow-nan"))
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        Z = self._transform(X)
-        return self.estimator_.predict_proba(Z)
-
-    def predict(self, X: Any) -> np.ndarray:
-        Z = self._transform(X)
-        return self.estimator_.predict(Z)
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
 
 
 class NystroemSVC(ClassifierMixin, BaseEstimator):
