@@ -49,7 +49,7 @@ from models.config import MemberSpec, TrainingConfig
 from models.sampling import RegimeBalancedSampler
 from models.validation import purge_training, regime_metrics, regime_validation_sets
 from models.weighting import RegimeWeighter
-from models.zoo import SoftVotingEnsemble, ensemble_weights, positive_class_proba
+from models.zoo import SoftVotingEnsemble, ensemble_weights, for_reproducible_prediction, positive_class_proba
 from monitors.regimes import RegimeLabeler, RegimeTimeline, label_samples
 
 #: The regime a window row gets where the labeler has none yet (its first sessions).
@@ -360,6 +360,7 @@ def fit_member(name: str, spec: MemberSpec, training_set: TrainingSet) -> Fitted
         estimator.fit(training_set.samples.features, training_set.samples.target.to_numpy(),
                       sample_weight=training_set.weights)
     seen = tuple(dict.fromkeys(f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught))
+    for_reproducible_prediction(estimator)
     return FittedMember(name=name, model=estimator, fit_seconds=time.perf_counter() - started, warnings=seen)
 
 

@@ -377,6 +377,21 @@ def build_estimator(module_path: str, class_name: str, kwargs: Mapping[str, Any]
 # --------------------------------------------------------------------------------------------
 
 
+def for_reproducible_prediction(model: Any) -> Any:
+    """``model`` set to predict the same bits on every call, and so after a write and a read.
+
+    scikit-learn's forests add their trees' probabilities from ``n_jobs`` threads in whatever
+    order the threads finish, which moves the last bit from call to call; summed in one thread
+    the order is fixed. Fitting keeps its threads; only prediction gives them up, and a forest's
+    prediction is cheap next to its fit.
+    """
+    from sklearn.ensemble._forest import BaseForest
+
+    if isinstance(model, BaseForest) and model.n_jobs not in (None, 1):
+        model.set_params(n_jobs=1)
+    return model
+
+
 def positive_class_proba(model: Any, X: Any) -> np.ndarray:
     """The probability of class 1 from ``model.predict_proba``, whatever its class order."""
     proba = model.predict_proba(X)
@@ -454,5 +469,5 @@ class SoftVotingEnsemble:
 
 __all__: Sequence[str] = (
     "ALLOWED_CLASSES", "NystroemSVC", "ScaledClassifier", "SoftVotingEnsemble", "ZooConfigError",
-    "build_estimator", "ensemble_weights", "positive_class_proba",
+    "build_estimator", "ensemble_weights", "for_reproducible_prediction", "positive_class_proba",
 )
