@@ -3,6 +3,7 @@ that the CLI calls now and the Prefect flows wrap as tasks."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 import warnings
@@ -15,9 +16,18 @@ import pandas as pd
 
 from flows.config import LoadedConfig, Settings
 from market.cache import BarCache, RefreshResult, write_parquet_atomically
-from market.sources import MarketSource, RangeClipped, SourceInfo, SymbolNotAvailable, open_source
+from market.sources import (
+    MarketDataError,
+    MarketSource,
+    NoVix,
+    RangeClipped,
+    SourceInfo,
+    SymbolNotAvailable,
+    open_source,
+)
 from market.symbols import check_symbol
 from market.universe import Universe
+from market.vix import FALLBACK_DESCRIPTION
 from memory.store import Store, database_url
 
 #: The file types ``stormwatch data ground-truth --out`` writes, by suffix.
@@ -50,8 +60,13 @@ class FetchOutcome:
     vix_sessions: int
     start: date
     end: date
-    #: What the source said about the range it served (a simulated range cut to its span).
+    #: What the source said about the range it served (a simulated range cut to its span), the
+    #: members of a folder without a sector, a missing VIX.
     notes: tuple[str, ...] = ()
+    #: Symbols the source could not serve, each with its reason (nothing of theirs was cached).
+    refused: tuple[tuple[str, str], ...] = ()
+    #: True when the source has no VIX, so features and regimes use the realised fallback.
+    vix_is_fallback: bool = False
 
 
 def open_store(settings: Settings) -> Store:
@@ -115,9 +130,18 @@ def fetch_market_data(
     start: date | None = None,
     end: date | None = None,
     on_progress: Callable[[str], None] | None = None,
+    allow_refused: bool = False,
 ) -> FetchOutcome:
     """Refresh the cache for ``symbols`` (default: the universe and its market proxy) and the VIX,
-    then record the configuration and a data snapshot per symbol in the store."""
+    then record the configuration and a data snapshot per symbol in the store.
+
+    Every symbol that validates is cached, whatever happens to the others. A symbol the source
+    cannot serve (no file, a malformed one, one Yahoo did not return) is listed in
+    ``refused`` when ``allow_refused``; otherwise, after caching the rest, the fetch raises
+    :class:`~market.sources.MarketDataError` naming each refused symbol and its reason. A source
+    without a VIX (:class:`~market.sources.NoVix`) is not an error: the outcome says
+    ``vix_is_fallback`` and a snapshot of the VIX symbol with no rows records the fallback used.
+    """
     wanted = list(symbols) if symbols else [universe.market_proxy, *universe.symbols]
     for symbol in wanted:
         check_symbol(symbol)
@@ -128,15 +152,23 @@ def fetch_market_data(
                          "give --start and --end in order")
     cache = BarCache(settings.cache_dir, source.info.name)
     store = open_store(settings)
+    refused: dict[str, str] = {}
+    notes = list(getattr(source, "notes", ()))
     try:
         # Reach the store before the first bar is written: a database that refuses us must not
         # leave bars cached with no snapshot recorded.
         store.engine  # noqa: B018 - opens the engine and creates the tables, or raises
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RangeClipped)
-            results = cache.refresh(source, wanted, first, last, on_progress=on_progress)
-            vix = cache.refresh_series(universe.vix_symbol, source.fetch_vix, first, last)
-        notes = tuple(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, RangeClipped)))
+            results = cache.refresh(source, wanted, first, last, on_progress=on_progress, refused=refused)
+            try:
+                vix_sessions = len(cache.refresh_series(universe.vix_symbol, source.fetch_vix, first, last))
+                fallback = False
+            except NoVix as exc:
+                vix_sessions, fallback = 0, True
+                notes.append(f"{exc}: features and regimes use the VIX fallback, {FALLBACK_DESCRIPTION} "
+                             "(flagged vix_is_fallback)")
+        notes += dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, RangeClipped))
         for w in caught:
             if not issubclass(w.category, RangeClipped):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -156,9 +188,22 @@ def fetch_market_data(
                 rows=result.rows_after,
                 checksum=cache.checksum(result.symbol),
             )
+        spans = [r for r in results if r.first is not None and r.last is not None]
+        if fallback and spans:
+            store.record_snapshot(
+                source=source.info.name, symbol=universe.vix_symbol,
+                first_session=min(r.first for r in spans).date(),
+                last_session=max(r.last for r in spans).date(),
+                rows=0, checksum=hashlib.sha256(f"vix fallback: {FALLBACK_DESCRIPTION}".encode()).hexdigest(),
+            )
     finally:
         store.dispose()
-    return FetchOutcome(source.info, universe, tuple(results), len(vix), first, last, notes)
+    if refused and not allow_refused:
+        raise MarketDataError(
+            f"{len(refused)} of {len(wanted)} symbols refused (the other {len(wanted) - len(refused)} "
+            "are cached): " + "; ".join(f"{s}: {why}" for s, why in refused.items()))
+    return FetchOutcome(source.info, universe, tuple(results), vix_sessions, first, last, tuple(notes),
+                        tuple(refused.items()), fallback)
 
 
 def ground_truth_path(settings: Settings, loaded: LoadedConfig, path: Path | None = None) -> Path:

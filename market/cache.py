@@ -19,7 +19,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from market.sources.base import MarketSource, conform_bars, empty_bars
+from market.sources.base import (
+    MarketDataError,
+    MarketSource,
+    PartialFetch,
+    SourceUnavailable,
+    conform_bars,
+    empty_bars,
+)
 from market.symbols import check_symbol
 from market.validation import validate_bars
 
@@ -143,6 +150,7 @@ class BarCache:
         end: date,
         *,
         on_progress: ProgressCallback | None = None,
+        refused: dict[str, str] | None = None,
     ) -> list[RefreshResult]:
         """Bring every symbol's file up to ``[start, end]``, fetching only what is not cached.
 
@@ -150,6 +158,15 @@ class BarCache:
         fetched, together with the last cached session: if the source now reports a different
         close for it, its history was re-adjusted and the symbol is fetched whole again. Symbols
         that need the same range are fetched in one call, so batched sources stay batched.
+
+        Without ``refused`` the first symbol the source cannot serve raises (its
+        :class:`~market.sources.base.MarketDataError`). With it, one bad symbol costs only
+        itself: a batch that fails is fetched again symbol by symbol (a
+        :class:`~market.sources.base.PartialFetch` keeps what arrived), every symbol that
+        validates is cached, and each refused one is put in ``refused`` with its reason; its
+        cached file, if any, is left as it was. A source that is down
+        (:class:`~market.sources.base.SourceUnavailable`) still raises: no symbol would fare
+        better, and what earlier batches brought stays cached.
         """
         for symbol in symbols:
             check_symbol(symbol)
@@ -161,19 +178,55 @@ class BarCache:
 
         results: list[RefreshResult] = []
         for (fetch_start, fetch_end), group in plans.items():
-            fetched = (
-                source.fetch_bars(group, fetch_start.date(), fetch_end.date())
-                if fetch_start <= fetch_end
-                else {}
-            )
+            if fetch_start > fetch_end:
+                fetched: dict[str, pd.DataFrame] = {}
+            elif refused is None:
+                fetched = source.fetch_bars(group, fetch_start.date(), fetch_end.date())
+            else:
+                fetched = self._fetch_each(source, group, fetch_start, fetch_end, refused)
             for symbol in group:
-                results.append(
-                    self._merge(source, symbol, cached[symbol], fetched.get(symbol), first_day, last_day)
-                )
+                if refused is None:
+                    results.append(
+                        self._merge(source, symbol, cached[symbol], fetched.get(symbol), first_day, last_day)
+                    )
+                elif symbol not in refused:
+                    try:
+                        results.append(self._merge(source, symbol, cached[symbol], fetched.get(symbol),
+                                                   first_day, last_day))
+                    except MarketDataError as exc:
+                        refused[symbol] = str(exc)
                 if on_progress is not None:
                     on_progress(symbol)
         order = {s: i for i, s in enumerate(symbols)}
         return sorted(results, key=lambda r: order[r.symbol])
+
+    @staticmethod
+    def _fetch_each(
+        source: MarketSource, group: list[str], start: pd.Timestamp, end: pd.Timestamp,
+        refused: dict[str, str],
+    ) -> dict[str, pd.DataFrame]:
+        """``group``'s bars in one call when it succeeds, else what can be had symbol by symbol,
+        each failure recorded in ``refused``."""
+        try:
+            return source.fetch_bars(group, start.date(), end.date())
+        except PartialFetch as partial:
+            refused.update(partial.refused)
+            return dict(partial.frames)
+        except SourceUnavailable:
+            raise  # the source is down (no network, no directory): no symbol would fare better
+        except MarketDataError as exc:
+            if len(group) == 1:
+                refused[group[0]] = str(exc)
+                return {}
+        fetched: dict[str, pd.DataFrame] = {}
+        for symbol in group:
+            try:
+                fetched.update(source.fetch_bars([symbol], start.date(), end.date()))
+            except SourceUnavailable:
+                raise
+            except MarketDataError as exc:
+                refused[symbol] = str(exc)
+        return fetched
 
     def refresh_series(self, symbol: str, fetch: Callable[[date, date], pd.Series],
                        start: date, end: date) -> pd.Series:

@@ -40,3 +40,25 @@ def missing_sessions(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
         return pd.DatetimeIndex([], name="date", dtype="datetime64[ns]")
     expected = nyse_sessions(index.min(), index.max())
     return expected.difference(pd.DatetimeIndex(index).normalize()).rename("date")
+
+
+def last_closed_session(now: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The latest NYSE session whose close (early closes included) is at or before ``now``.
+
+    ``now`` is a moment in time (UTC when tz-naive; default: the clock). A bar of a session
+    still trading is partial: its close changes until 16:00 New York time (13:00 on an early
+    close), so a source that serves live data must not go past this day.
+
+    >>> str(last_closed_session(pd.Timestamp("2026-11-27 17:59", tz="UTC")).date())  # closes 18:00 UTC
+    '2026-11-25'
+    >>> str(last_closed_session(pd.Timestamp("2026-11-27 18:00", tz="UTC")).date())
+    '2026-11-27'
+    """
+    import pandas_market_calendars as mcal  # imported lazily: ~0.3 s
+
+    moment = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    moment = moment.tz_localize("UTC") if moment.tz is None else moment.tz_convert("UTC")
+    day = moment.tz_localize(None).normalize()
+    schedule = mcal.get_calendar("NYSE").schedule(day - pd.Timedelta(days=14), day)
+    closed = schedule.index[schedule["market_close"] <= moment]
+    return pd.Timestamp(closed[-1]).tz_localize(None).normalize()

@@ -6,8 +6,9 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from market.symbols import check_symbol
 from market.universe import Universe
 from market.vocabulary import Regime
 
@@ -60,9 +61,17 @@ class YFinanceSettings(_Section):
 
 
 class CsvSettings(_Section):
-    """A directory of per-symbol ``SYMBOL.csv`` or ``SYMBOL.parquet`` files."""
+    """A directory of per-symbol ``SYMBOL.csv`` or ``SYMBOL.parquet`` files: the folder is the
+    universe (``market.sources.csv_source``)."""
 
     directory: Path | None = None
+    #: The file (symbol) of the market proxy; ``None``: ``market.universe.market_proxy``.
+    market_proxy: str | None = None
+
+    @field_validator("market_proxy")
+    @classmethod
+    def _safe_proxy(cls, value: str | None) -> str | None:
+        return None if value is None else check_symbol(value)
 
 
 class SourcesSettings(_Section):

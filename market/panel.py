@@ -93,4 +93,4 @@ def load_panel(cache: BarCache, universe: Universe) -> BarPanel:
     except KeyError:  # no VIX cached: the features fall back to realised volatility
         vix = pd.Series(dtype="float64")
     return BarPanel.from_bars(bars, cache.read(universe.market_proxy), vix,
-                              {m.symbol: m.sector.value for m in universe.members})
+                              {m.symbol: str(m.sector) for m in universe.members})

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from market.symbols import check_symbol
-from market.vocabulary import Sector
+from market.vocabulary import UNKNOWN_SECTOR, Sector
+
+#: A member's sector: a GICS sector, or ``"Unknown"`` for a user's symbol nobody has classified
+#: (its sector features then compare it with the other unclassified members only).
+MemberSector = Sector | Literal[UNKNOWN_SECTOR]  # type: ignore[valid-type]
 
 
 class UniverseMember(BaseModel):
-    """One symbol and its GICS sector."""
+    """One symbol and its GICS sector (or ``"Unknown"``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     symbol: str
-    sector: Sector
+    sector: MemberSector
 
     @field_validator("symbol")
     @classmethod
@@ -52,14 +57,14 @@ class Universe(BaseModel):
     def symbols(self) -> tuple[str, ...]:
         return tuple(m.symbol for m in self.members)
 
-    def sector_of(self, symbol: str) -> Sector:
+    def sector_of(self, symbol: str) -> MemberSector:
         for member in self.members:
             if member.symbol == symbol:
                 return member.sector
         raise KeyError(f"{symbol} is not in the universe")
 
-    def by_sector(self) -> dict[Sector, tuple[str, ...]]:
-        groups: dict[Sector, list[str]] = {}
+    def by_sector(self) -> dict[MemberSector, tuple[str, ...]]:
+        groups: dict[MemberSector, list[str]] = {}
         for member in self.members:
             groups.setdefault(member.sector, []).append(member.symbol)
         return {sector: tuple(symbols) for sector, symbols in groups.items()}

@@ -16,6 +16,9 @@ FALLBACK_SESSIONS = 21
 #: VIX ~ this x realised volatility: 1.1 is the long-run ratio of implied to realised volatility
 #: (the variance risk premium), so the fallback reads in VIX units.
 FALLBACK_SCALE = 1.1
+#: The fallback in words, for reports and the data snapshot that records it.
+FALLBACK_DESCRIPTION = (f"{FALLBACK_SCALE:g} x the market proxy's {FALLBACK_SESSIONS}-session realised "
+                        "volatility")
 
 
 def realised_vix(

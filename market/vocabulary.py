@@ -39,6 +39,8 @@ class Sector(StrEnum):
 
 
 SECTORS: tuple[Sector, ...] = tuple(Sector)
+#: The sector of a universe member nobody classified (a user's own file with no sector given).
+UNKNOWN_SECTOR = "Unknown"
 
 #: Columns of every bar frame, in this order. The index is a tz-naive ``DatetimeIndex`` named
 #: ``date`` holding session dates at midnight; prices are split- and dividend-adjusted floats.

@@ -26,6 +26,7 @@ from flows.cli.common import (
 )
 from flows.config import LoadedConfig, Settings
 from flows.data import GROUND_TRUTH_SUFFIXES, MarketSelection
+from market.sources import MarketDataError
 
 app = typer.Typer(help="Market data: fetch into the cache, show what is cached.", no_args_is_help=True)
 
@@ -42,7 +43,11 @@ def data_fetch(
     end: EndOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Fetch bars (and the VIX) into the cache, only what is not cached yet."""
+    """Fetch bars (and the VIX) into the cache, only what is not cached yet.
+
+    Every symbol that validates is cached; each refused one is named with its reason and the
+    command then exits with status 1. A csv folder is the universe; without a VIX file the
+    realised-volatility fallback stands in (said once, flagged vix_is_fallback)."""
     from flows.data import fetch_market_data, open_selection
 
     selection = market_selection(source, csv_dir, symbols, start, end)
@@ -56,6 +61,7 @@ def data_fetch(
             outcome = fetch_market_data(
                 loaded, settings, market_source, universe, symbols=wanted, start=selection.start,
                 end=selection.end, on_progress=lambda s: progress.update(task, advance=1, symbol=s),
+                allow_refused=True,
             )
     table = Table(title=f"{outcome.source.name} bars in {settings.cache_dir}")
     for column in ("symbol", "rows", "added", "first", "last", "missing sessions"):
@@ -68,7 +74,20 @@ def data_fetch(
     for note in outcome.notes:
         console.print(f"[yellow]Note:[/yellow] {note}.")
     kind = "real" if outcome.source.real else "simulated"
-    console.print(f"VIX: {outcome.vix_sessions} sessions. Data is {kind}: {outcome.source.provenance}")
+    vix = (f"{outcome.vix_sessions} sessions" if not outcome.vix_is_fallback
+           else "none, the realised-volatility fallback")
+    console.print(f"VIX: {vix}. Data is {kind}: {outcome.source.provenance}")
+    if outcome.refused:
+        refused = Table(title=f"{len(outcome.refused)} refused, nothing of theirs cached")
+        refused.add_column("symbol")
+        refused.add_column("reason", overflow="fold")
+        for symbol, reason in outcome.refused:
+            refused.add_row(symbol, reason)
+        console.print(refused)
+        names = ", ".join(symbol for symbol, _ in outcome.refused)
+        raise fail(MarketDataError(f"{len(outcome.refused)} of {len(outcome.results) + len(outcome.refused)} "
+                                   f"symbols refused ({names}); the rest are cached"),
+                   "fix what the table says about each, or leave them out with --symbols")
 
 
 def _not_cached(loaded: LoadedConfig, settings: Settings, selection: MarketSelection, symbol: str) -> str:

@@ -13,6 +13,8 @@ from market.config import SourcesSettings
 from market.sources.base import (
     MarketDataError,
     MarketSource,
+    NoVix,
+    PartialFetch,
     RangeClipped,
     SourceInfo,
     SourceUnavailable,
@@ -26,6 +28,8 @@ __all__ = [
     "SOURCE_NAMES",
     "MarketDataError",
     "MarketSource",
+    "NoVix",
+    "PartialFetch",
     "RangeClipped",
     "SourceInfo",
     "SourceUnavailable",
@@ -46,7 +50,8 @@ def open_source(
     """Build the named source and the universe it serves.
 
     The configured universe is used for every source except ``bundled``, whose few real series
-    come with their own universe (four stocks and the S&P 500 as the market proxy).
+    come with their own universe (four stocks and the S&P 500 as the market proxy), and ``csv``,
+    whose folder of files is the universe (:func:`market.sources.csv_source.folder_universe`).
     """
     if name == "simulated":
         from market.sources.simulated import SimulatedSource
@@ -57,14 +62,15 @@ def open_source(
 
         return BundledSource(), bundled_universe()
     if name == "csv":
-        from market.sources.csv_source import CsvSource
+        from market.sources.csv_source import CsvSource, folder_universe
 
         directory = csv_directory or settings.csv.directory
         if directory is None:
             raise ValueError(
                 "the csv source needs a directory: pass --csv-dir or set market.sources.csv.directory"
             )
-        return CsvSource(Path(directory)), universe
+        source = CsvSource(Path(directory), universe.vix_symbol)
+        return source, folder_universe(source, universe, settings.csv.market_proxy)
     if name == "yfinance":
         from market.sources.yfinance_source import YFinanceSource
 

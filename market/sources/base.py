@@ -25,6 +25,21 @@ class SymbolNotAvailable(MarketDataError):
     """The source has no data for the symbol (it is not in the source's universe)."""
 
 
+class NoVix(SymbolNotAvailable):
+    """The source holds no VIX (a folder of files without one): the features and the regime
+    labeler read the market proxy's realised-volatility fallback instead (``market.vix``)."""
+
+
+class PartialFetch(SourceUnavailable):
+    """Some of the requested symbols came back and some did not (Yahoo answering for part of a
+    batch). ``frames`` holds the usable bars, ``refused`` each missing symbol's reason, so a
+    caller can keep what arrived instead of losing the whole batch."""
+
+    def __init__(self, message: str, frames: dict[str, pd.DataFrame], refused: dict[str, str]) -> None:
+        super().__init__(message)
+        self.frames, self.refused = frames, refused
+
+
 class RangeClipped(UserWarning):
     """A source served less than the requested range because it holds no more (the simulated
     market's span, for one): a warning, not an error, so that callers can say so to the user."""

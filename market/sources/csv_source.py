@@ -16,8 +16,17 @@ File layout
   dividend-adjusted like every other source's; volume is kept as given. Without it the prices
   are used as they are (they should already be adjusted).
 * Rows are sorted by date (exports are often newest first); duplicate dates are refused.
-* The VIX lives in ``^VIX.csv`` or ``VIX.csv`` (or ``.parquet``) with a date and a ``vix`` or
-  ``close`` column (``vix`` wins when both exist).
+* The VIX lives in ``^VIX.csv`` or ``VIX.csv`` (or ``.parquet``; first the universe's
+  ``vix_symbol``) with a date and a ``vix`` or ``close`` column (``vix`` wins when both exist).
+  It is optional: without it :meth:`CsvSource.fetch_vix` raises
+  :class:`~market.sources.base.NoVix` and the features and regimes use the market proxy's
+  realised-volatility fallback (``market.vix``), flagged ``vix_is_fallback``.
+
+The folder is the universe (:func:`folder_universe`): every symbol file except the market
+proxy's and the VIX's is a member. The proxy is ``market.sources.csv.market_proxy``, else the
+configured ``market.universe.market_proxy``. A member's sector is the configured one where the
+symbol is listed in ``market.universe``, else the one given in an optional ``sectors.csv`` in
+the folder (columns ``symbol`` and ``sector``, a GICS sector name), else ``Unknown``.
 
 Errors
 ------
@@ -44,6 +53,7 @@ import pandas as pd
 
 from market.sources.base import (
     MarketDataError,
+    NoVix,
     SourceInfo,
     SourceUnavailable,
     SymbolNotAvailable,
@@ -51,11 +61,14 @@ from market.sources.base import (
     date_range,
 )
 from market.symbols import UnsafeSymbolError, check_symbol
+from market.universe import Universe, UniverseMember
 from market.validation import BarValidationError, validate_bars
-from market.vocabulary import BAR_COLUMNS, PRICE_COLUMNS
+from market.vocabulary import BAR_COLUMNS, PRICE_COLUMNS, SECTORS, UNKNOWN_SECTOR
 
 SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
 VIX_STEMS: tuple[str, ...] = ("^VIX", "VIX")
+#: The optional file naming the sectors of symbols the configuration does not list.
+SECTORS_FILE = "sectors.csv"
 
 
 class MalformedFileError(MarketDataError):
@@ -280,9 +293,12 @@ class CsvSource:
     BAD.csv 1 close ten | 'ten' is not a number
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, vix_symbol: str = VIX_STEMS[0]) -> None:
         self.directory = Path(directory)
+        self.vix_stems = tuple(dict.fromkeys((check_symbol(vix_symbol), *VIX_STEMS)))
         self.info = SourceInfo(name="csv", real=True, provenance=f"user files in {self.directory}")
+        #: What opening the folder as a universe found worth saying (members without a sector).
+        self.notes: tuple[str, ...] = ()
 
     def _require_directory(self) -> None:
         if not self.directory.is_dir():
@@ -300,7 +316,7 @@ class CsvSource:
         self._require_directory()
         ignored: dict[Path, str] = {}
         for path in sorted(self.directory.iterdir()):
-            if not path.is_file():
+            if not path.is_file() or path.name == SECTORS_FILE:
                 continue
             if path.suffix not in SUFFIXES:
                 ignored[path] = f"not a {' or '.join(SUFFIXES)} file"
@@ -318,7 +334,7 @@ class CsvSource:
                 symbols.add(check_symbol(path.stem))
             except UnsafeSymbolError:
                 continue
-        return tuple(sorted(symbols - set(VIX_STEMS)))
+        return tuple(sorted(symbols - set(self.vix_stems)))
 
     def _file_of(self, stem: str, *, what: str) -> Path:
         self._require_directory()
@@ -357,20 +373,77 @@ class CsvSource:
         return out
 
     def fetch_vix(self, start: date, end: date) -> pd.Series:
+        """The VIX values in ``[start, end]``; :class:`NoVix` when the folder has no VIX file."""
         first, last = date_range(start, end)
         self._require_directory()
         present = [
             self.directory / f"{stem}{suffix}"
-            for stem in VIX_STEMS
+            for stem in self.vix_stems
             for suffix in SUFFIXES
             if (self.directory / f"{stem}{suffix}").is_file()
         ]
         if not present:
-            tried = [str(self.directory / f"{s}{x}") for s in VIX_STEMS for x in SUFFIXES]
-            raise SymbolNotAvailable(f"no VIX file: tried {', '.join(tried)}")
+            raise NoVix(f"no VIX file in {self.directory} (looked for "
+                        f"{', '.join(f'{s}.csv' for s in self.vix_stems)} or .parquet)")
         if len(present) > 1:
             raise MalformedFileError(
                 present[0], f"more than one VIX file ({', '.join(p.name for p in present)}); "
                 "keep one"
             )
         return read_vix(present[0]).loc[first:last].copy()
+
+
+def read_sectors(path: Path) -> dict[str, str]:
+    """``sectors.csv``: a ``symbol`` and a ``sector`` column, each sector a GICS sector name
+    (or ``Unknown``); a bad symbol, an unknown sector or a repeated symbol is refused by row."""
+    table = _read_table(path)
+    names = _columns(path, table, ("symbol", "sector"))
+    allowed = {str(s).lower(): str(s) for s in (*SECTORS, UNKNOWN_SECTOR)}
+    sectors: dict[str, str] = {}
+    for row, (symbol, sector) in enumerate(zip(table[names["symbol"]], table[names["sector"]],
+                                               strict=True), start=1):
+        symbol, key = str(symbol).strip().upper(), " ".join(str(sector).split()).lower()
+        try:
+            check_symbol(symbol)
+        except UnsafeSymbolError as exc:
+            raise MalformedFileError(path, str(exc), row=row, column=names["symbol"], value=symbol) from None
+        if key not in allowed:
+            raise MalformedFileError(path, f"{sector!r} is not a GICS sector (one of: "
+                                     f"{', '.join(allowed.values())})", row=row, column=names["sector"],
+                                     value=sector)
+        if symbol in sectors:
+            raise MalformedFileError(path, f"{symbol} is listed twice", row=row, column=names["symbol"],
+                                     value=symbol)
+        sectors[symbol] = allowed[key]
+    return sectors
+
+
+def folder_universe(source: CsvSource, configured: Universe, market_proxy: str | None = None) -> Universe:
+    """The universe a folder of files makes (see the module docstring): its members are the
+    symbol files other than the proxy's and the VIX's. Members without a sector get
+    ``Unknown``, which ``source.notes`` reports.
+
+    Raises
+    ------
+    SymbolNotAvailable
+        If the folder has no file for the market proxy, or no file besides it.
+    """
+    proxy = check_symbol(market_proxy or configured.market_proxy)
+    held = source.available_symbols()
+    if proxy not in held:
+        raise SymbolNotAvailable(
+            f"no file for the market proxy {proxy} in {source.directory}: add {proxy}.csv, or name "
+            "the proxy's file with market.sources.csv.market_proxy")
+    symbols = [s for s in held if s != proxy]
+    if not symbols:
+        raise SymbolNotAvailable(f"{source.directory} holds only the market proxy {proxy}: "
+                                 "add a file per stock")
+    listed = {m.symbol: m.sector for m in configured.members}
+    path = source.directory / SECTORS_FILE
+    given = read_sectors(path) if path.is_file() else {}
+    members = [UniverseMember(symbol=s, sector=listed.get(s, given.get(s, UNKNOWN_SECTOR))) for s in symbols]
+    unknown = [m.symbol for m in members if str(m.sector) == UNKNOWN_SECTOR]
+    if unknown:
+        source.notes = (f"no sector for {', '.join(unknown)} (not in market.universe nor in "
+                        f"{path}): sector {UNKNOWN_SECTOR}",)
+    return Universe(market_proxy=proxy, vix_symbol=configured.vix_symbol, members=tuple(members))

@@ -55,10 +55,11 @@ from typing import Any
 
 import pandas as pd
 
-from market.calendar import nyse_sessions
+from market.calendar import last_closed_session, nyse_sessions
 from market.config import YFinanceSettings
 from market.sources.base import (
     MarketDataError,
+    PartialFetch,
     SourceInfo,
     SourceUnavailable,
     conform_bars,
@@ -214,6 +215,11 @@ class YFinanceSource:
         Tests pass a function that returns frames shaped like yfinance 1.7's.
     sleep
         Called with the backoff delay between retries.
+    now
+        The clock (a UTC timestamp): nothing after the latest NYSE session that has closed by
+        then is requested (:func:`market.calendar.last_closed_session`, early closes included),
+        so a bar of a session still trading is never served, cached, or later mistaken for a
+        re-adjustment when its close changes.
 
     ``fetch_bars`` validates every frame with :func:`market.validation.validate_bars`; the
     failures it retries and its deadline are described in the module docstring. When some
@@ -249,10 +255,12 @@ class YFinanceSource:
         *,
         download: Callable[..., Any] | None = None,
         sleep: Callable[[float], object] = time.sleep,
+        now: Callable[[], pd.Timestamp] = lambda: pd.Timestamp.now(tz="UTC"),
     ) -> None:
         self.settings = settings
         self.download = download
         self.sleep = sleep
+        self.now = now
         self.info = SourceInfo(name="yfinance", real=True, provenance="Yahoo Finance via yfinance")
 
     def available_symbols(self) -> None:
@@ -264,8 +272,15 @@ class YFinanceSource:
     ) -> dict[str, pd.DataFrame]:
         started = time.monotonic()
         wanted = list(dict.fromkeys(check_symbol(symbol) for symbol in symbols))
-        first, last = date_range(start, end)
-        frames = self._fetch(wanted, first, last, started)
+        first, last = self._closed_range(start, end)
+        if last < first:
+            return {symbol: empty_bars() for symbol in wanted}
+        try:
+            frames = self._fetch(wanted, first, last, started)
+        except PartialFetch as partial:
+            for symbol, frame in partial.frames.items():
+                validate_bars(symbol, frame)
+            raise
         for symbol, frame in frames.items():
             validate_bars(symbol, frame)
         return frames
@@ -273,13 +288,20 @@ class YFinanceSource:
     def fetch_vix(self, start: date, end: date) -> pd.Series:
         """The ``^VIX`` close in ``[start, end]`` as a float series named ``vix``."""
         started = time.monotonic()
-        first, last = date_range(start, end)
+        first, last = self._closed_range(start, end)
+        if last < first:
+            return pd.Series(dtype="float64", index=empty_bars().index, name="vix")
         close = self._fetch([VIX_SYMBOL], first, last, started)[VIX_SYMBOL]["close"]
         bad = (close <= 0).to_numpy()
         if bad.any():
             raise BarValidationError(VIX_SYMBOL, close.index[bad.argmax()], "close",
                                      "prices must be positive")
         return close.rename("vix")
+
+    def _closed_range(self, start: date, end: date) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """``[start, end]`` with ``end`` cut to the latest session closed by :attr:`now`."""
+        first, last = date_range(start, end)
+        return first, min(last, last_closed_session(self.now()))
 
     # -- the fetch loop ---------------------------------------------------------------------
 
@@ -318,21 +340,33 @@ class YFinanceSource:
                 return {symbol: got[symbol] for symbol in symbols}
             attempts = attempt + 1
             if attempt >= settings.max_retries:
-                raise SourceUnavailable(
+                raise self._short(
                     f"Yahoo Finance returned no usable data for {_some(pending)} after "
                     f"{attempts} attempt{'s' if attempts > 1 else ''}. "
-                    f"Last reason: {self._reasons(pending, reasons)}"
+                    f"Last reason: {self._reasons(pending, reasons)}", symbols, got, pending, reasons,
                 )
             delay = settings.backoff_seconds * 2**attempt
             if time.monotonic() + delay >= deadline:
-                raise SourceUnavailable(
+                raise self._short(
                     f"the {settings.deadline_seconds:g} s deadline for Yahoo Finance would pass "
                     f"before retry {attempts} (after a {delay:g} s backoff), so "
                     f"{_some(pending)} could not be downloaded. "
-                    f"Last reason: {self._reasons(pending, reasons)}"
+                    f"Last reason: {self._reasons(pending, reasons)}", symbols, got, pending, reasons,
                 )
             self.sleep(delay)
             attempt += 1
+
+    @staticmethod
+    def _short(
+        message: str, symbols: Sequence[str], got: dict[str, pd.DataFrame], pending: Sequence[str],
+        reasons: dict[str, str],
+    ) -> SourceUnavailable:
+        """The error for symbols still missing: a :class:`PartialFetch` carrying what did arrive
+        when Yahoo answered for some of them, so the caller keeps those."""
+        if not got:
+            return SourceUnavailable(message)
+        return PartialFetch(message, {s: got[s] for s in symbols if s in got},
+                            {s: reasons.get(s, "unknown") for s in pending})
 
     def _download(
         self,

@@ -268,3 +268,64 @@ def test_a_demo_early_in_the_history_shows_no_nan() -> None:
     assert code == 0, out
     assert re.search(r"\bnan\b", out, re.IGNORECASE) is None
     assert "2023 banking crisis" in out
+
+
+def own_folder(folder: Path, symbols: tuple[str, ...] = ("SPY", "AAA", "BBB", "CCC")) -> Path:
+    """Four years of random-walk bars per symbol, as a user would export them, and no VIX."""
+    folder.mkdir()
+    sessions = nyse_sessions("2018-01-02", "2021-12-31")
+    rng = np.random.default_rng(3)
+    for symbol in symbols:
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.012, len(sessions))))
+        pd.DataFrame({"Date": sessions, "Open": close, "High": close * 1.01, "Low": close * 0.99, "Close": close,
+                      "Volume": rng.integers(500_000, 2_000_000, len(sessions))}).to_csv(
+            folder / f"{symbol}.csv", index=False)
+    return folder
+
+
+def test_a_folder_without_a_vix_fetches_labels_regimes_and_builds_the_archive(tmp_path: Path) -> None:
+    folder = own_folder(tmp_path / "mine")
+    common = ("--csv-dir", str(folder), "--start", "2018-01-02")
+    code, out = run("data", "fetch", *common)
+    text = " ".join(out.split())
+    assert code == 0, out
+    assert "no VIX file in" in text and "1.1 x the market proxy's 21-session realised volatility" in text
+    assert text.count("no VIX file") == 1 and "VIX: none, the realised-volatility fallback" in text
+    assert "no sector for AAA, BBB, CCC" in text
+    settings = Settings()
+    assert sorted(p.stem for p in (settings.cache_dir / "csv").glob("*.parquet")) == ["AAA", "BBB", "CCC", "SPY"]
+    with Store(database_url(settings.home)) as store, store.session() as session:
+        snapshots = {row.symbol: row for row in session.exec(DataSnapshot.__table__.select()).all()}
+    assert set(snapshots) == {"SPY", "AAA", "BBB", "CCC", "^VIX"} and snapshots["^VIX"].rows == 0
+
+    code, out = run("regimes", "show", *common, "--no-plot", "--spells", "2")
+    assert code == 0, out
+    assert "The VIX was missing on 1,008 sessions" in out
+
+    code, out = run("archive", "build", *common)
+    assert code == 0, out
+    from flows.archive import open_archive
+
+    archive = open_archive(settings)
+    try:
+        samples = archive.load()
+    finally:
+        archive.store.dispose()
+    assert len(samples) > 0 and set(samples["event"]) >= {"2020 COVID crash"}
+    assert (samples["vix_is_fallback"] == 1.0).all()
+    assert set(samples.index.get_level_values("symbol")) == {"AAA", "BBB", "CCC"}
+
+
+def test_a_bad_file_among_good_ones_caches_the_good_names_the_bad_and_exits_1(tmp_path: Path) -> None:
+    folder = own_folder(tmp_path / "mine", ("SPY", "AAA", "BBB"))
+    lines = (folder / "BBB.csv").read_text().splitlines()
+    lines[7] = lines[7].replace(lines[7].split(",")[4], "oops", 1)
+    (folder / "BBB.csv").write_text("\n".join(lines))
+    code, out = run("data", "fetch", "--csv-dir", str(folder), "--start", "2018-01-02")
+    text = " ".join(out.split())
+    assert code == 1, out
+    assert "1 refused" in text and "BBB.csv" in text and "row 7 (line 8)" in text and "'oops' is not a number" in text
+    assert "error: 1 of 3 symbols refused (BBB); the rest are cached" in text
+    assert sorted(p.stem for p in (Settings().cache_dir / "csv").glob("*.parquet")) == ["AAA", "SPY"]
+    code, out = run("archive", "build", "--csv-dir", str(folder), "--start", "2018-01-02")
+    assert code == 1 and "1 of 3 symbols refused" in " ".join(out.split())

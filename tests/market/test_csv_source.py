@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market.sources.base import MarketSource, SourceUnavailable, SymbolNotAvailable
+from market.sources.base import MarketSource, NoVix, SourceUnavailable, SymbolNotAvailable
 from market.sources.csv_source import CsvSource, MalformedFileError
 from market.symbols import UnsafeSymbolError
 from market.validation import BarValidationError
@@ -247,7 +247,7 @@ def test_the_vix_from_a_vix_column_in_parquet(tmp_path: Path) -> None:
 
 
 def test_vix_errors(tmp_path: Path) -> None:
-    with pytest.raises(SymbolNotAvailable, match=r"no VIX file: tried .*\^VIX\.csv"):
+    with pytest.raises(NoVix, match=r"no VIX file in .*looked for \^VIX\.csv, VIX\.csv"):
         CsvSource(tmp_path).fetch_vix(START, END)
     write(tmp_path, "VIX.csv", "date,close\n2024-03-04,-1\n")
     with pytest.raises(BarValidationError, match="close on 2024-03-04"):

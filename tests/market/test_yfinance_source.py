@@ -19,6 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,10 @@ from yfinance import multi as yf_multi
 from yfinance import utils as yf_utils
 from yfinance.exceptions import YFRateLimitError
 
+from market.cache import BarCache
+from market.calendar import last_closed_session
 from market.config import YFinanceSettings
-from market.sources.base import MarketSource, SourceUnavailable
+from market.sources.base import MarketSource, PartialFetch, SourceUnavailable
 from market.sources.yfinance_source import YahooUnreachable, YFinanceSource
 from market.symbols import UnsafeSymbolError
 from market.validation import validate_bars
@@ -436,3 +439,44 @@ def test_a_black_hole_proxy_is_bounded_by_the_deadline() -> None:
         for thread in threading.enumerate():  # the abandoned download now fails fast: let it end
             if thread.name.startswith("yfinance-download-"):
                 thread.join(10)
+
+
+# -- partial answers and sessions still trading ---------------------------------------------------
+
+
+def test_what_yahoo_returned_is_kept_when_other_symbols_never_come(tmp_path: Path) -> None:
+    download = FakeDownload(lambda tickers: download_frame(
+        {t: history(SESSIONS, 100.0) if t != "GONE" else None for t in tickers}))
+    source = YFinanceSource(FAST, download=download, sleep=recorder()[1])
+    with pytest.raises(PartialFetch) as caught:
+        source.fetch_bars(["AAPL", "GONE", "MSFT"], START, END)
+    assert set(caught.value.frames) == {"AAPL", "MSFT"} and set(caught.value.refused) == {"GONE"}
+
+    cache = BarCache(tmp_path, "yfinance")
+    refused: dict[str, str] = {}
+    results = cache.refresh(source, ["AAPL", "GONE", "MSFT"], START, END, refused=refused)
+    assert [r.symbol for r in results] == ["AAPL", "MSFT"] and list(refused) == ["GONE"]
+    assert cache.symbols() == ["AAPL", "MSFT"]
+
+
+@pytest.mark.parametrize(("now", "last"), [
+    ("2024-03-08 20:59", "2024-03-07"),  # Friday, an hour before the 16:00 New York close (21:00 UTC)
+    ("2024-03-08 21:00", "2024-03-08"),
+    ("2024-03-09 12:00", "2024-03-08"),  # a Saturday
+])
+def test_a_session_still_trading_is_never_requested(now: str, last: str) -> None:
+    download = FakeDownload(succeed)  # answers every session asked for, the running one included
+    source = YFinanceSource(FAST, download=download, sleep=recorder()[1],
+                            now=lambda: pd.Timestamp(now, tz="UTC"))
+    bars = source.fetch_bars(["AAPL"], START, END)["AAPL"]
+    assert str(bars.index[-1].date()) == last
+    assert download.calls[-1][1]["end"] == str((pd.Timestamp(last) + pd.Timedelta(days=1)).date())
+
+
+def test_an_early_close_counts_as_closed_at_its_early_hour() -> None:
+    friday = date(2026, 11, 27)  # the day after Thanksgiving closes at 13:00 New York (18:00 UTC)
+    source = YFinanceSource(FAST, download=FakeDownload(succeed), sleep=recorder()[1],
+                            now=lambda: pd.Timestamp("2026-11-27 17:30", tz="UTC"))
+    assert source.fetch_bars(["AAPL"], friday, friday)["AAPL"].empty
+    assert source.fetch_vix(friday, friday).empty
+    assert last_closed_session(pd.Timestamp("2026-11-27 18:05", tz="UTC")) == pd.Timestamp(friday)
