@@ -6,22 +6,24 @@ once per (configured version, content) and kept: the samples as Parquet under
 ``<home>/archive/<version>/samples.parquet``, the versions, events and counts in the store.
 
 Identity is the content hash of everything the samples depend on: the events, the label
-settings, the feature catalogue, the source and a fingerprint of the bars used. Building an
-unchanged archive is a no-op. A changed archive under an already-used configured version gets
-a new version ``<version>+<hash prefix>`` (semver build metadata), and the old one stays
-readable.
+settings, the feature catalogue and the code that defines features and labels, the source, and
+a fingerprint of every input used (all bar fields, the market proxy, the VIX, the sectors, up to
+the last session a label reaches). Building an unchanged archive is a no-op. A changed archive
+under an already-used configured version gets a new version ``<version>+<hash prefix>`` (semver
+build metadata), and the old one stays readable.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
 import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sqlmodel import select
 
@@ -57,22 +59,60 @@ class ArchiveBuild:
         return int(self.counts["samples"].sum())
 
 
+#: The modules whose code defines the samples (features, labels, the VIX fallback, the rolling
+#: statistics, the sample assembly): their source is part of the archive's identity, so a change
+#: to a feature definition rebuilds the archive without anyone remembering to bump a version.
+SAMPLE_DEFINITIONS: tuple[str, ...] = ("market.features", "market.labels", "market.rolling", "market.samples",
+                                       "market.vix")
+
+
+def definitions_fingerprint() -> str:
+    """sha256 of the source code of :data:`SAMPLE_DEFINITIONS` (the version of the feature and
+    label definitions)."""
+    digest = hashlib.sha256()
+    for name in SAMPLE_DEFINITIONS:
+        digest.update(name.encode())
+        digest.update(inspect.getsource(importlib.import_module(name)).encode())
+    return digest.hexdigest()
+
+
+def panel_fingerprint(panel: BarPanel, last: pd.Timestamp) -> str:
+    """sha256 of every input a sample up to ``last`` can read: each field of every symbol's bars,
+    the market proxy's bars and the VIX (missing values included, as missing), from the panel's
+    first session (recursive indicators such as an EMA remember all of it) to ``last``, with
+    the symbols and their sectors."""
+    digest = hashlib.sha256()
+    parts = {"open": panel.open, "high": panel.high, "low": panel.low, "close": panel.close,
+             "volume": panel.volume, "proxy": panel.proxy, "vix": panel.vix}
+    for name, values in parts.items():
+        cut = values.loc[:last]
+        digest.update(name.encode())
+        columns = cut.columns if isinstance(cut, pd.DataFrame) else ["series"]
+        digest.update(",".join(map(str, columns)).encode())
+        digest.update(pd.util.hash_pandas_object(cut, index=True).to_numpy().tobytes())
+    digest.update(json.dumps(sorted(panel.sectors.items())).encode())
+    return digest.hexdigest()
+
+
 def archive_content_hash(
     config: ArchiveConfig, labels: LabelSettings, source: str, panel: BarPanel
 ) -> str:
-    """sha256 of everything the archive's samples depend on."""
-    first = min(e.start for e in config.events)
-    last = max(e.end for e in config.events)
-    closes = panel.close.loc[:pd.Timestamp(last)]
-    closes = closes.iloc[max(0, closes.index.searchsorted(pd.Timestamp(first)) - 400):]
-    fingerprint = hashlib.sha256(np.ascontiguousarray(closes.to_numpy(dtype="float64")).tobytes())
-    fingerprint.update(",".join(closes.columns).encode())
+    """sha256 of everything the archive's samples depend on, and nothing else: the events, the
+    label settings, the source, the definitions of features and labels
+    (:func:`definitions_fingerprint`), and every bar, proxy bar, VIX value and sector up to the
+    last session a label of the last event reaches (:func:`panel_fingerprint`). Bars appended
+    after that session leave it unchanged."""
+    last = pd.Timestamp(max(e.end for e in config.events))
+    sessions = panel.sessions
+    reach = min(int(sessions.searchsorted(last, side="right")) - 1 + labels.horizon, len(sessions) - 1)
+    cut = sessions[reach] if reach >= 0 else last
     payload = {
         "events": [e.model_dump(mode="json") for e in config.events],
         "labels": labels.model_dump(mode="json"),
         "features": list(FEATURE_NAMES),
+        "definitions": definitions_fingerprint(),
         "source": source,
-        "bars": fingerprint.hexdigest(),
+        "bars": panel_fingerprint(panel, cut),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

@@ -199,3 +199,42 @@ def test_drift_and_discovered_events_are_recorded_once(store: Store) -> None:
     (stored,) = discovered_events(store, source="simulated")
     assert (stored.end, stored.regime, stored.status, stored.archive_version) == (
         date(2027, 1, 8), "crash", "closed", "1.1.0+abcd1234")
+
+
+def test_the_identity_covers_every_input_a_sample_reads_and_nothing_after(small_panel: BarPanel,
+                                                                            tmp_path: Path) -> None:
+    from memory.archive import archive_content_hash
+
+    config = archive_of("9.0.0", [e for e in CONFIG.memory.archive.events if e.name == "2020 COVID crash"])
+    end = pd.Timestamp("2020-03-23")
+    sessions = small_panel.sessions
+    after = sessions[sessions.searchsorted(end) + LABELS.horizon]  # the last close a label of the event reads
+    beyond = sessions[sessions.searchsorted(end) + LABELS.horizon + 1]
+    symbol = small_panel.symbols[0]
+
+    def changed(field: str, day: pd.Timestamp, column: str | None = None) -> BarPanel:
+        frame = getattr(small_panel, field).copy()
+        if isinstance(frame, pd.Series):
+            frame.loc[day] *= 1.01
+        else:
+            frame.loc[day, column or frame.columns[0]] *= 1.01
+        return replace(small_panel, **{field: frame})
+
+    base = archive_content_hash(config, LABELS, "simulated", small_panel)
+    assert archive_content_hash(config, LABELS, "simulated", replace(small_panel)) == base
+    for panel in (changed("proxy", pd.Timestamp("2019-06-03"), "close"), changed("vix", pd.Timestamp("2020-03-02")),
+                  changed("volume", pd.Timestamp("2020-03-02")), changed("close", after),
+                  changed("open", pd.Timestamp("2010-01-04")),
+                  replace(small_panel, sectors={**small_panel.sectors, symbol: "Unknown"})):
+        assert archive_content_hash(config, LABELS, "simulated", panel) != base
+    assert archive_content_hash(config, LABELS.model_copy(update={"horizon": 10}), "simulated", small_panel) != base
+    assert archive_content_hash(config, LABELS, "simulated", changed("close", beyond)) == base
+    assert archive_content_hash(config, LABELS, "simulated", small_panel.truncate(beyond)) == base
+
+    with Store(f"sqlite:///{tmp_path / 'db.sqlite'}") as store:
+        archive = RareEventArchive(tmp_path / "archive", store)
+        first = archive.build(config, small_panel, LABELS, "simulated")
+        again = archive.build(config, small_panel.truncate(beyond), LABELS, "simulated")
+        corrected = archive.build(config, changed("close", after), LABELS, "simulated")
+    assert first.built and not again.built and again.version == first.version
+    assert corrected.built and corrected.version != first.version
