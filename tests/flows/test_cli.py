@@ -289,7 +289,7 @@ def test_a_folder_without_a_vix_fetches_labels_regimes_and_builds_the_archive(tm
     code, out = run("data", "fetch", *common)
     text = " ".join(out.split())
     assert code == 0, out
-    assert "no VIX file in" in text and "1.1 x the market proxy's 21-session realised volatility" in text
+    assert "no VIX file in" in text and "21-session realised volatility of the market proxy (HAR map" in text
     assert text.count("no VIX file") == 1 and "VIX: none, the realised-volatility fallback" in text
     assert "no sector for AAA, BBB, CCC" in text
     settings = Settings()
