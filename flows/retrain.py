@@ -44,6 +44,7 @@ from prefect.artifacts import (
 )
 from prefect.assets import Asset, add_asset_metadata, materialize
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -55,7 +56,7 @@ from models.config import TrainingConfig
 #: The steps as the progress artifact and the command line show them.
 STEPS: tuple[str, ...] = (
     "load config", "refresh market data", "features and labels", "regimes", "archive", "replay buffer",
-    "assemble", "balance", "weight", "train", "validate per regime", "record",
+    "assemble", "balance", "weight", "train", "validate per regime", "record", "promotion gate",
 )
 
 _progress_listener: ContextVar[Callable[[str, int, int], None] | None] = ContextVar(
@@ -201,6 +202,24 @@ def record_run(loaded: LoadedConfig, run_id: str, prepared: steps.PreparedRun,
     return replay
 
 
+@task(name="promotion-gate", **_task)
+def promotion_gate(loaded: LoadedConfig, run_id: str, prepared: steps.PreparedRun,
+                   validation: steps.Validation) -> steps.GateOutcome:
+    """The challenger against the champion on rows neither trained on; aliases move on a pass."""
+    return steps.promotion_gate(loaded, Settings(), run_id, prepared, validation)
+
+
+def emit_gate_failed(source: str, run_id: str, outcome: steps.GateOutcome) -> None:
+    """``stormwatch.gate.failed``: the champion keeps serving; the reasons travel in the payload
+    for an automation to template into an alert."""
+    emit_event(
+        event="stormwatch.gate.failed",
+        resource={"prefect.resource.id": f"stormwatch.model.{source}", "prefect.resource.name": source},
+        payload={"run_id": run_id, "champion": outcome.champion_before or "",
+                 "reasons": outcome.decision.reasons},
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # The flow
 # --------------------------------------------------------------------------------------------
@@ -224,6 +243,7 @@ class RetrainOutcome:
     archive_built: bool
     replay_rows: int
     replay_admission: dict[str, Any]
+    gate: steps.GateOutcome
     seconds: float
     peak_memory_mb: float
 
@@ -303,6 +323,12 @@ def retrain(
         admission = _materializing(record_run, model, training_set)(
             loaded, run_id, prepared, members, validation, seconds, training.replay)
         progress.step(STEPS[11])
+        gate = promotion_gate(loaded, run_id, prepared, validation)
+        if not gate.promoted:
+            emit_gate_failed(data.source, run_id, gate)
+            logger.warning("run %s failed the gate; %s keeps serving: %s", run_id, gate.champion_before,
+                           "; ".join(gate.decision.reasons))
+        progress.step(STEPS[12])
     except BaseException as exc:
         steps.record_failure(Settings(), run_id, exc)
         raise
@@ -317,6 +343,7 @@ def retrain(
         ensemble_weights=dict(validation.ensemble.weights),
         archive_version=prepared.archive_version, archive_built=prepared.archive_built,
         replay_rows=0 if prepared.replay is None else len(prepared.replay), replay_admission=admission,
+        gate=gate,
         seconds=time.perf_counter() - started, peak_memory_mb=steps.peak_memory_mb(),
     )
 

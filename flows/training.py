@@ -43,9 +43,11 @@ from market.samples import Samples, build_samples
 from market.sources import MarketDataError
 from market.vocabulary import REGIMES, Regime
 from memory.hybrid import HybridSet, assemble_hybrid
+from memory.registry import CHALLENGER, Registry, gate_record
 from memory.replay import ReplayBuffer, replay_version, replay_weights
 from memory.runs import ModelFile, RunStore, new_run
 from models.config import MemberSpec, TrainingConfig
+from models.gate import GateDecision, PromotionGate
 from models.sampling import RegimeBalancedSampler
 from models.validation import purge_training, regime_metrics, regime_validation_sets
 from models.weighting import RegimeWeighter
@@ -547,3 +549,56 @@ def training_switches(variant: str) -> dict[str, bool]:
         return dict.fromkeys(("archive", "balance", "weights", "replay"), True)
     steps = set(variant.split("+")) if variant != "baseline" else set()
     return {name: name in steps for name in ("archive", "balance", "weights", "replay")}
+
+
+# --------------------------------------------------------------------------------------------
+# Step 13: the promotion gate
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """What the gate decided for a run, and what the aliases did."""
+
+    decision: GateDecision
+    champion_before: str | None
+    promoted: bool
+
+
+def gate_rows(prepared: PreparedRun) -> dict[str, Any]:
+    """Which rows the gate judged on: per validation set, its rows and sessions."""
+    out = {}
+    for regime, rows in prepared.validation.items():
+        if len(rows):
+            dates = rows.dates
+            out[regime.value] = {"rows": len(rows), "first": str(dates.min().date()),
+                                 "last": str(dates.max().date()), "sessions": int(dates.nunique())}
+    return out
+
+
+def promotion_gate(loaded: LoadedConfig, settings: Settings, run_id: str, prepared: PreparedRun,
+                   validation: Validation) -> GateOutcome:
+    """The challenger (this run's ensemble) against the serving champion on the same validation
+    rows, which neither trained on; the decision is recorded and the aliases move only on a pass
+    (a failed challenger becomes the ``challenger``, the champion keeps serving)."""
+    config = loaded.config
+    registry = Registry(open_store(settings))
+    runs = open_runs(settings)
+    try:
+        champion = registry.champion()
+        champion_proba = None
+        if champion is not None:
+            champion_proba = positive_class_proba(runs.load(champion), validation.rows.features)
+        rows = validation.rows
+        decision = PromotionGate(config.models.gate, horizon=config.market.labels.horizon).decide(
+            validation.ensemble_proba, rows.target.to_numpy(), rows.rows["regime"].astype(str).to_numpy(),
+            rows.dates, champion=champion_proba)
+        registry.record_decision(gate_record(run_id, champion, decision, gate_rows(prepared)))
+        if decision.promote:
+            registry.promote(run_id, reason="passed the gate" if champion else "first model past the floors")
+        else:
+            registry.set_alias(CHALLENGER, run_id, reason="failed the gate: " + "; ".join(decision.reasons))
+    finally:
+        registry.store.dispose()
+        runs.store.dispose()
+    return GateOutcome(decision=decision, champion_before=champion, promoted=decision.promote)

@@ -165,9 +165,12 @@ class RunStore:
             run = session.get(TrainingRun, run_id)
             if run is None:
                 raise RunNotFound(f"no training run {run_id}")
-            run.status = "failed"
-            run.reason = reason
-            run.finished_at = utc_now()
+            if run.status == "succeeded":  # a later step (the gate) failed: its models stay trained
+                run.reason = f"after its models were recorded: {reason}"
+            else:
+                run.status = "failed"
+                run.reason = reason
+                run.finished_at = utc_now()
             session.add(run)
 
     # -- reading ---------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 __all__ = [
-    "ArchiveEventRecord", "ArchiveVersion", "ConfigVersion", "DataSnapshot", "ReplayEntry", "RunMetric",
-    "TrainedModel", "TrainingRun", "UTCDateTime", "utc_now",
+    "AliasChange", "ArchiveEventRecord", "ArchiveVersion", "ConfigVersion", "DataSnapshot", "GateRecord",
+    "ModelAlias", "ReplayEntry", "RunMetric", "TrainedModel", "TrainingRun", "UTCDateTime", "utc_now",
 ]
 
 
@@ -283,3 +283,46 @@ class RunMetric(SQLModel, table=True):
     log_loss: float
     brier: float
     roc_auc: float | None = None
+
+
+class ModelAlias(SQLModel, table=True):
+    """Which run's ensemble an alias (``champion``, ``challenger``) points at: one row per alias,
+    so moving it is one statement in one transaction and there is never a second champion."""
+
+    __tablename__ = "sw_model_alias"
+
+    alias: str = Field(primary_key=True)
+    run_id: str = Field(foreign_key="sw_training_run.run_id")
+    set_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class AliasChange(SQLModel, table=True):
+    """Every move of an alias, with the run it left and why: rollback reads it back."""
+
+    __tablename__ = "sw_alias_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    alias: str = Field(index=True)
+    run_id: str
+    previous_run_id: str | None = None
+    reason: str = Field(default="", sa_type=Text)
+    changed_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class GateRecord(SQLModel, table=True):
+    """One promotion-gate decision: the challenger, the champion it faced, the verdict and every
+    criterion (JSON), and which rows the gate judged on."""
+
+    __tablename__ = "sw_gate_decision"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="sw_training_run.run_id", index=True)
+    champion_run_id: str | None = None
+    promoted: bool
+    first_model: bool
+    criteria: str = Field(sa_type=Text)
+    reasons: str = Field(default="", sa_type=Text)
+    rows: int
+    sessions: int
+    gate_rows: str = Field(default="", sa_type=Text)  # what the rows are (sets, sessions)
+    decided_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)

@@ -64,6 +64,11 @@ class GateConfig(_Section):
     max_calibration_worsening: float = Field(0.01, ge=0)
     max_seed_std: float = Field(0.02, ge=0)
     significance_alpha: float = Field(0.05, gt=0, lt=1)
+    # The first model, with no champion to beat, must clear these absolute floors.
+    floor_log_loss: float = Field(0.6931, gt=0)      # no worse than a coin (ln 2)
+    floor_accuracy: float = Field(0.51, ge=0, le=1)
+    floor_crash_accuracy: float = Field(0.50, ge=0, le=1)
+    floor_calibration_error: float = Field(0.05, ge=0, le=1)
 
 
 class MemberSpec(_Section):

@@ -14,6 +14,7 @@ from flows.cli import (
     data,
     demo,
     features,
+    models,
     monitor,
     regimes,
     replay,
@@ -42,6 +43,7 @@ app.add_typer(monitor.app, name="monitor")
 app.command()(retrain.retrain)
 app.add_typer(runs.app, name="runs")
 app.add_typer(replay.app, name="replay")
+app.add_typer(models.app, name="models")
 app.command()(demo.demo)
 
 __all__ = ["app"]

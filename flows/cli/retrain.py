@@ -111,5 +111,18 @@ def retrain(
     if admitted:
         console.print(f"replay buffer: {admitted['admitted']} new, {admitted['merged']} seen again, "
                       f"{admitted['aged_out'] + admitted['evicted']} dropped, {admitted['size']:,} held")
+    gate = outcome.gate
+    if gate.promoted:
+        who = ("first model past the floors" if gate.decision.first_model
+               else f"replaces {gate.champion_before}")
+        console.print(f"[green]promoted[/green]: {outcome.run_id} is the champion ({who})")
+    else:
+        console.print(f"[yellow]not promoted[/yellow]: {gate.champion_before or 'no model'} keeps serving; "
+                      f"{outcome.run_id} is the challenger. Reasons:")
+        for reason in gate.decision.reasons:
+            console.print(f"  - {reason}")
+    untested = [c.name for c in gate.decision.criteria if c.verdict == "untested"]
+    if untested:
+        console.print(f"untested (too few rows): {', '.join(untested)}")
     console.print(f"done in {outcome.seconds:.0f} s, peak memory {outcome.peak_memory_mb:,.0f} MB; "
                   f"`stormwatch runs show {outcome.run_id}` for the record")
