@@ -442,7 +442,8 @@ class FeatureMatrix:
 
     ``frame`` has a ``(date, symbol)`` MultiIndex and one float32 column per feature.
     ``dropped`` counts, per symbol, the rows of the requested sessions where the symbol had a bar
-    but some feature lacked its full lookback (a short history or a gap).
+    but some feature lacked its full lookback (a short history or a gap), or, computed with
+    ``partial``, where every feature did.
     """
 
     frame: pd.DataFrame
@@ -457,13 +458,21 @@ def compute_features(
     panel: BarPanel,
     sessions: pd.DatetimeIndex | None = None,
     features: Iterable[str] | None = None,
+    *,
+    partial: bool = False,
 ) -> FeatureMatrix:
     """Compute features of every symbol of ``panel`` on ``sessions`` (default: all).
 
     Everything is computed over the panel's whole history, so the rows asked for have their full
     lookback wherever the history allows; only the rows asked for are kept (as float32).
+
+    A feature is undefined (NaN) exactly where its own window covers a missing bar or reaches
+    before the symbol's first bar. By default a row is kept only when every feature is defined;
+    with ``partial`` it is kept when any is, so one missing bar costs each feature only its own
+    window and a short history yields rows with its long-window features undefined (for members
+    that take missing values, or impute them inside their own pipeline).
     """
-    return _compute(panel, sessions, features, np.float32)
+    return _compute(panel, sessions, features, np.float32, partial=partial)
 
 
 def _compute(
@@ -471,6 +480,8 @@ def _compute(
     sessions: pd.DatetimeIndex | None,
     features: Iterable[str] | None,
     dtype: type[np.floating[Any]],
+    *,
+    partial: bool = False,
 ) -> FeatureMatrix:
     frames = _Frames(panel)
     wanted = set(features) if features is not None else None
@@ -491,7 +502,8 @@ def _compute(
             block[k] = feature.compute()[take]
     flat = block.reshape(len(catalogue), -1)
     has_bar = np.isfinite(frames.c[take]).reshape(-1)
-    complete = has_bar & np.isfinite(flat).all(axis=0)
+    defined = np.isfinite(flat)
+    complete = has_bar & (defined.any(axis=0) if partial else defined.all(axis=0))
     dropped = pd.Series((has_bar & ~complete).reshape(len(rows), len(symbols)).sum(axis=0),
                         index=symbols, name="dropped")
     keep = np.flatnonzero(complete)

@@ -68,6 +68,7 @@ def make_labels(
             rolling.cov(daily, np.broadcast_to(market_daily, daily.shape), beta_lookback),
             rolling.var(market_daily, beta_lookback),
         )
+        beta = _across_gaps(beta, daily, market_daily, beta_lookback)
 
     def path(k: int) -> np.ndarray:
         """The (excess) log return from t to t + k, known only after t + k."""
@@ -89,6 +90,29 @@ def make_labels(
     end.iloc[: max(len(sessions) - horizon, 0)] = sessions[horizon:]
     frame = lambda values: pd.DataFrame(values, index=sessions, columns=panel.symbols)  # noqa: E731
     return Labels(frame(forward), frame(label), end, horizon, kind)
+
+
+#: Share of a beta window's return pairs that must exist for a beta across missing bars.
+GAP_TOLERANCE = 0.9
+
+
+def _across_gaps(beta: np.ndarray, daily: np.ndarray, market_daily: np.ndarray, lookback: int) -> np.ndarray:
+    """``beta`` where it is defined; where a missing bar inside the window left it undefined,
+    the beta of the window's remaining return pairs (at least :data:`GAP_TOLERANCE` of them),
+    so one missing bar does not leave a year of rows unlabelled. A window that reaches before the
+    symbol's first bar stays undefined, and gap-free data is untouched. Causal like the beta:
+    the window ends at t."""
+    first = np.argmax(np.isfinite(daily), axis=0)
+    warm = np.arange(len(daily))[:, None] >= first[None, :] + lookback - 1
+    holes = np.isnan(beta) & warm
+    if not holes.any():
+        return beta
+    x = pd.DataFrame(daily)
+    y = pd.DataFrame(np.broadcast_to(market_daily, daily.shape)).where(x.notna())
+    least = max(2, int(np.ceil(GAP_TOLERANCE * lookback)))
+    tolerant = rolling.ratio(x.rolling(lookback, min_periods=least).cov(y).to_numpy(),
+                             y.rolling(lookback, min_periods=least).var().to_numpy())
+    return np.where(holes, tolerant, beta)
 
 
 def _lead(x: np.ndarray, k: int) -> np.ndarray:

@@ -86,8 +86,11 @@ class BarPanel:
 
 
 def load_panel(cache: BarCache, universe: Universe) -> BarPanel:
-    """The universe's cached bars, proxy and VIX as a panel (what every feature build starts from)."""
-    bars = {symbol: cache.read(symbol) for symbol in universe.symbols}
+    """The universe's cached bars, proxy and VIX as a panel (what every feature build starts from).
+
+    A member's bars are cut to the sessions it was a member (``entered`` to ``left``), so no
+    feature reads, and no sample exists, outside its membership."""
+    bars = {m.symbol: cache.read(m.symbol, m.entered, m.left) for m in universe.members}
     try:
         vix = cache.read_series(universe.vix_symbol)
     except KeyError:  # no VIX cached: the features fall back to realised volatility

@@ -171,15 +171,17 @@ def build_samples(
     provenance: str = "window",
     require_label: bool = True,
     features: Iterable[str] | None = None,
+    partial: bool = False,
 ) -> SampleSet:
     """Samples of every panel symbol on the sessions in ``[start, end]``.
 
     Features use the panel's whole history before ``start`` for their lookback. Rows whose
     label is still unknown are dropped and counted, unless ``require_label`` is False (live
-    scoring), in which case their label stays NaN.
+    scoring), in which case their label stays NaN. ``partial`` keeps rows where only some
+    features are undefined (a gap or a short history; see :func:`compute_features`).
     """
     sessions = panel.sessions[(panel.sessions >= pd.Timestamp(start)) & (panel.sessions <= pd.Timestamp(end))]
-    matrix = compute_features(panel, sessions, features)
+    matrix = compute_features(panel, sessions, features, partial=partial)
     labels = make_labels(panel, horizon, kind, beta_lookback, barrier)  # type: ignore[arg-type]
     frame = matrix.frame
     dates = frame.index.get_level_values("date")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -16,12 +17,25 @@ MemberSector = Sector | Literal[UNKNOWN_SECTOR]  # type: ignore[valid-type]
 
 
 class UniverseMember(BaseModel):
-    """One symbol and its GICS sector (or ``"Unknown"``)."""
+    """One symbol and its GICS sector (or ``"Unknown"``), and optionally the sessions it was a
+    member of the universe (point-in-time membership: no sample exists outside them, so a
+    universe of today's members need not pretend they were members in 2005)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     symbol: str
     sector: MemberSector
+    #: First session as a member; ``None``: since its first bar.
+    entered: date | None = None
+    #: Last session as a member; ``None``: still a member.
+    left: date | None = None
+
+    @model_validator(mode="after")
+    def _in_order(self) -> UniverseMember:
+        if self.entered is not None and self.left is not None and self.left < self.entered:
+            raise ValueError(f"{self.symbol} left the universe ({self.left}) before it entered "
+                             f"({self.entered})")
+        return self
 
     @field_validator("symbol")
     @classmethod
