@@ -22,7 +22,6 @@ again records nothing new and adds no version.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -35,6 +34,7 @@ from flows.archive import build_archive, cached_panel, latest_archive_version, o
 from flows.config import LoadedConfig, Settings, StormwatchConfig
 from flows.data import MarketSelection, fetch_market_data, open_selection, open_store
 from market.features import MAX_LOOKBACK, compute_features
+from market.figures import new_figure, save_png
 from market.labels import make_labels
 from market.panel import BarPanel
 from memory.archive import ArchiveNotBuilt
@@ -392,13 +392,10 @@ def plot_backtest(
     """Draw the replay: the market proxy with the proposed events and the configured archive
     windows, the share of features drifted, the regime and prediction statistics, and the VIX
     with its change points; alarms are marked. Written as a PNG to ``path``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     s = replay.statistics
     x = s.index
-    figure = Figure(figsize=(15, 10), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = new_figure(15, 10)
     price, features, others, vix = figure.subplots(4, 1, sharex=True, height_ratios=(2.2, 1, 1, 1))
     price.plot(x, s["close"], color="#222222", linewidth=0.9)
     price.set_yscale("log")
@@ -451,15 +448,7 @@ def plot_backtest(
     vix.set_ylabel("VIX")
     vix.legend(loc="upper left", fontsize=8)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        figure.savefig(temporary, format="png")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return save_png(figure, path)
 
 
 def _mark(axis, statistics: pd.DataFrame, detector: str, column: str) -> None:  # noqa: ANN001 - an Axes

@@ -7,7 +7,6 @@ no display needed), written to a temporary file beside the target and renamed in
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from market.figures import new_figure, save_png
 from market.vocabulary import REGIMES, Regime
 from monitors.regimes import RegimeTimeline
 
@@ -40,10 +40,8 @@ def plot_regimes(
     day, last day) as labelled shaded spans, over a panel of the VIX (observed solid, fallback
     dashed) with the rules' thresholds; write it as a PNG to ``path`` and return ``path``.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import LineCollection
     from matplotlib.dates import date2num
-    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     close = close.reindex(timeline.regime.index).astype("float64")
@@ -51,8 +49,7 @@ def plot_regimes(
     y = close.to_numpy()
     regimes = timeline.regime.to_numpy(dtype=object, na_value=None)
 
-    figure = Figure(figsize=(14, 8), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = new_figure(14, 8)
     price, vix = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1.3))
 
     # Price: one segment per session, from the previous close, in the colour of the session's regime.
@@ -101,12 +98,4 @@ def plot_regimes(
     vix.xaxis_date()
     vix.legend(loc="upper left", fontsize=8)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        figure.savefig(temporary, format="png")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return save_png(figure, path)
