@@ -326,14 +326,18 @@ def _catalogue(f: _Frames) -> list[_Feature]:  # noqa: C901 - one flat list read
     for n in (10, 20):
         add(f"pv_corr_{n}", "volume", n + 1, f"correlation of daily return and log volume change over {n} sessions",
             lambda n=n: R.corr(f.r1, R.diff(log_volume()), n))
-    add("log_dollar_volume_20", "volume", 20, "log of mean close x volume over 20 sessions",
-        lambda: np.log1p(R.mean(f.c * f.v, 20)))
+    # Liquidity as ratios of the symbol's own history: a later dividend multiplies every earlier
+    # back-adjusted price by one factor, which cancels, so the value at t never depends on it.
+    add("rel_dollar_volume_20", "volume", 252, "log of mean close x volume over 20 sessions / over 252 sessions",
+        lambda: np.log(R.ratio(R.mean(f.c * f.v, 20), R.mean(f.c * f.v, 252))))
     add("ad_slope_20", "volume", 21, "change of TA-Lib Chaikin A/D line over 20 sessions / (20 x mean volume)",
         lambda: R.ratio(R.diff(f.talib("AD", "hlcv")[0], 20), f.mean_volume(20) * 20))
     add("adosc", "volume", 20, "TA-Lib Chaikin A/D oscillator(3, 10) / mean volume of 20 sessions",
         lambda: R.ratio(f.talib("ADOSC", "hlcv", fastperiod=3, slowperiod=10)[0], f.mean_volume(20)))
-    add("amihud_20", "volume", 21, "Amihud illiquidity: mean |return| / dollar volume over 20 sessions, x 1e9",
-        lambda: R.mean(R.ratio(np.abs(f.r1), f.c * f.v), 20) * 1e9)
+    add("rel_amihud_20", "volume", 253,
+        "log of Amihud illiquidity (mean |return| / dollar volume) over 20 sessions / over 252 sessions",
+        lambda: np.log(R.ratio(R.mean(R.ratio(np.abs(f.r1), f.c * f.v), 20),
+                               R.mean(R.ratio(np.abs(f.r1), f.c * f.v), 252))))
     add("up_volume_share_20", "volume", 21, "share of 20-session volume traded on up sessions",
         lambda: R.ratio(R.total(f.v * f.up, 20), R.total(f.v, 20)))
 

@@ -160,3 +160,25 @@ def test_a_gap_is_never_filled_and_history_after_it_restarts(panel_2005_2011: Ba
     before = xom_gapped.index[xom_gapped.index < gap[0]]
     assert len(before) > 500  # rows before the gap are kept
     assert gapped.dropped["XOM"] > compute_features(p).dropped["XOM"]
+
+
+def test_a_later_dividend_adjustment_leaves_liquidity_and_ratio_features_unchanged(
+    panel_2005_2011: BarPanel,
+) -> None:
+    """Back-adjusting for a dividend paid after t multiplies every price up to t by one factor
+    (volumes unchanged): what a feature at t reads must not depend on it."""
+    day = pd.Timestamp("2009-06-30")
+    upto = panel_2005_2011.sessions[panel_2005_2011.sessions <= day][-60:]
+    symbol = panel_2005_2011.symbols[0]
+    prices = {name: getattr(panel_2005_2011, name).copy() for name in ("open", "high", "low", "close")}
+    for frame in prices.values():
+        frame.loc[:, symbol] *= 0.97  # the whole history as a download after the dividend shows it
+    adjusted = BarPanel(**prices, volume=panel_2005_2011.volume, proxy=panel_2005_2011.proxy,
+                        vix=panel_2005_2011.vix, sectors=panel_2005_2011.sectors)
+    original = compute_features(panel_2005_2011, upto).frame.xs(symbol, level="symbol")
+    changed = compute_features(adjusted, upto).frame.xs(symbol, level="symbol")
+    assert original["rel_dollar_volume_20"].notna().all() and original["rel_amihud_20"].notna().all()
+    moved = [c for c in original.columns
+             if not np.allclose(changed[c], original[c], rtol=2e-5, atol=2e-6)]
+    assert "log_dollar_volume_20" not in FEATURE_NAMES and "amihud_20" not in FEATURE_NAMES
+    assert moved == []  # every feature reads ratios of prices, never their back-adjusted level
