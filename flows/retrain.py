@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -51,12 +51,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows import training as steps
 from flows.config import LoadedConfig, Settings, load_config, resolve_config_path
 from flows.data import MarketSelection
+from flows.report import write_report
 from models.config import TrainingConfig
 
 #: The steps as the progress artifact and the command line show them.
 STEPS: tuple[str, ...] = (
     "load config", "refresh market data", "features and labels", "regimes", "archive", "replay buffer",
-    "assemble", "balance", "weight", "train", "validate per regime", "record", "promotion gate",
+    "assemble", "balance", "weight", "train", "validate per regime", "SHAP by regime", "record",
+    "promotion gate", "sectors and backtest", "report",
 )
 
 _progress_listener: ContextVar[Callable[[str, int, int], None] | None] = ContextVar(
@@ -202,6 +204,37 @@ def record_run(loaded: LoadedConfig, run_id: str, prepared: steps.PreparedRun,
     return replay
 
 
+@task(name="shap-by-regime", **_task)
+def shap_by_regime(loaded: LoadedConfig, run_id: str, validation: steps.Validation) -> steps.Explanation:
+    """Per-regime mean |SHAP| of the tree members, kept with the run and drawn."""
+    return steps.explain_run(loaded, Settings(), run_id, validation)
+
+
+@task(name="sectors-and-backtest", **_task)
+def sectors_and_backtest(
+    loaded: LoadedConfig, run_id: str, validation: steps.Validation
+) -> steps.Diagnostics:
+    """Where the ensemble is weak (sector, symbol) and what its calls earn as a long/short book."""
+    return steps.diagnose(loaded, Settings(), run_id, validation)
+
+
+@task(name="training-report", **_task)
+def training_report(outcome: RetrainOutcome, validation: steps.Validation,
+                    diagnostics: steps.Diagnostics) -> Path:
+    """The run's HTML report, and its essentials as Prefect artifacts."""
+    settings = Settings()
+    runs = steps.open_runs(settings)
+    try:
+        record = runs.get(outcome.run_id)
+    finally:
+        runs.store.dispose()
+    report = write_report(settings, outcome, run=record, validation=validation, diagnostics=diagnostics)
+    markdown = _report_markdown(outcome, diagnostics, report.path)
+    create_markdown_artifact(key="training-report", markdown=markdown,
+                             description=f"Training report of run {outcome.run_id}")
+    return report.path
+
+
 @task(name="promotion-gate", **_task)
 def promotion_gate(loaded: LoadedConfig, run_id: str, prepared: steps.PreparedRun,
                    validation: steps.Validation) -> steps.GateOutcome:
@@ -244,8 +277,11 @@ class RetrainOutcome:
     replay_rows: int
     replay_admission: dict[str, Any]
     gate: steps.GateOutcome
+    explanation: steps.Explanation
     seconds: float
     peak_memory_mb: float
+    backtest: pd.DataFrame | None = None  # the signal backtest's summary, overall and per regime
+    report: Path | None = None
 
 
 def _table_artifact(accuracy: pd.DataFrame, run_id: str) -> None:
@@ -318,17 +354,21 @@ def retrain(
         progress.step(STEPS[9])
         validation = validate_per_regime(members, prepared)
         progress.step(STEPS[10])
+        explanation = shap_by_regime(loaded, run_id, validation)
+        progress.step(STEPS[11])
         seconds = time.perf_counter() - started
         model = Asset(key=f"stormwatch://model/{data.source}/ensemble")
         admission = _materializing(record_run, model, training_set)(
             loaded, run_id, prepared, members, validation, seconds, training.replay)
-        progress.step(STEPS[11])
+        progress.step(STEPS[12])
         gate = promotion_gate(loaded, run_id, prepared, validation)
         if not gate.promoted:
             emit_gate_failed(data.source, run_id, gate)
             logger.warning("run %s failed the gate; %s keeps serving: %s", run_id, gate.champion_before,
                            "; ".join(gate.decision.reasons))
-        progress.step(STEPS[12])
+        progress.step(STEPS[13])
+        diagnostics = sectors_and_backtest(loaded, run_id, validation)
+        progress.step(STEPS[14])
     except BaseException as exc:
         steps.record_failure(Settings(), run_id, exc)
         raise
@@ -336,15 +376,36 @@ def retrain(
     _table_artifact(accuracy, run_id)
     create_markdown_artifact(key="retrain-summary", markdown=_summary_markdown(run_id, prepared, validation))
     ts = prepared.training_set
-    return RetrainOutcome(
+    outcome = RetrainOutcome(
         run_id=run_id, source=data.source, as_of=data.as_of.date(), variant=steps.variant_name(training),
         accuracy=accuracy, provenance=ts.hybrid.counts, training_rows=len(ts.samples),
         training_set_hash=ts.content_hash, fit_seconds={m.name: m.fit_seconds for m in members},
         ensemble_weights=dict(validation.ensemble.weights),
         archive_version=prepared.archive_version, archive_built=prepared.archive_built,
         replay_rows=0 if prepared.replay is None else len(prepared.replay), replay_admission=admission,
-        gate=gate,
+        gate=gate, explanation=explanation,
         seconds=time.perf_counter() - started, peak_memory_mb=steps.peak_memory_mb(),
+        backtest=diagnostics.backtest.summary,
+    )
+    path = training_report(outcome, validation, diagnostics)
+    progress.step(STEPS[15])
+    return replace(outcome, report=path)
+
+
+def _report_markdown(outcome: RetrainOutcome, diagnostics: steps.Diagnostics, path: Path) -> str:
+    gate = outcome.gate
+    verdict = "promoted" if gate.promoted else "not promoted"
+    reasons = "\n".join(f"- {r}" for r in gate.decision.reasons) or "- every criterion passed"
+    summary = diagnostics.backtest.summary.loc["overall"]
+    weakest = ", ".join(f"{s} ({r.accuracy:.3f} on {int(r.n)} rows)"
+                        for s, r in diagnostics.tracking.weakest_sectors.iterrows()) or "none called weak"
+    return (
+        f"# Run {outcome.run_id}: {verdict}\n\n{reasons}\n\n"
+        f"- ensemble accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in outcome.accuracy["ensemble"].items())
+        + f"\n- weakest sectors: {weakest}\n"
+        f"- backtest: Sharpe {summary['sharpe']:.2f}, annual return {summary['annual_return']:.2%}, "
+        f"max drawdown {summary['max_drawdown']:.2%}, rank IC {summary['rank_ic']:.3f}\n"
+        f"- report: `{path}`\n"
     )
 
 

@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -46,13 +47,16 @@ from memory.hybrid import HybridSet, assemble_hybrid
 from memory.registry import CHALLENGER, Registry, gate_record
 from memory.replay import ReplayBuffer, replay_version, replay_weights
 from memory.runs import ModelFile, RunStore, new_run
+from models.backtest import BacktestResult, signal_backtest
 from models.config import MemberSpec, TrainingConfig
+from models.explain import explain_members, plot_regime_importance
 from models.gate import GateDecision, PromotionGate
 from models.sampling import RegimeBalancedSampler
 from models.validation import purge_training, regime_metrics, regime_validation_sets
 from models.weighting import RegimeWeighter
 from models.zoo import SoftVotingEnsemble, ensemble_weights, for_reproducible_prediction, positive_class_proba
 from monitors.regimes import RegimeLabeler, RegimeTimeline, label_samples
+from monitors.tracking import TrackingReport, plot_sector_regime, track
 
 #: The regime a window row gets where the labeler has none yet (its first sessions).
 UNLABELLED_REGIME = Regime.NORMAL.value
@@ -563,6 +567,7 @@ class GateOutcome:
     decision: GateDecision
     champion_before: str | None
     promoted: bool
+    champion_metrics: pd.DataFrame | None = None  # the champion's regime_metrics on the same rows
 
 
 def gate_rows(prepared: PreparedRun) -> dict[str, Any]:
@@ -601,4 +606,79 @@ def promotion_gate(loaded: LoadedConfig, settings: Settings, run_id: str, prepar
     finally:
         registry.store.dispose()
         runs.store.dispose()
-    return GateOutcome(decision=decision, champion_before=champion, promoted=decision.promote)
+    champion_metrics = None
+    if champion_proba is not None:
+        champion_metrics = regime_metrics(rows.target.to_numpy(), champion_proba,
+                                          rows.rows["regime"].astype(str).to_numpy())
+    return GateOutcome(decision=decision, champion_before=champion, promoted=decision.promote,
+                       champion_metrics=champion_metrics)
+
+
+# --------------------------------------------------------------------------------------------
+# SHAP by regime
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Explanation:
+    table: pd.DataFrame  # member, feature, regime, rows, mean_abs_shap, rank_score
+    path: Path  # the Parquet kept with the run
+    plot: Path | None
+
+
+def explain_run(
+    loaded: LoadedConfig, settings: Settings, run_id: str, validation: Validation
+) -> Explanation:
+    """Mean |SHAP| per feature and regime of every tree member on the validation rows, kept with
+    the run (``runs/<run>/shap.parquet``) and drawn to ``reports/<run>/shap-by-regime.png``."""
+    shap_config = loaded.config.models.shap
+    rows = validation.rows
+    regimes = rows.rows["regime"].astype(str).to_numpy()
+    table = explain_members(validation.ensemble.members, rows.features, regimes,
+                            samples_per_regime=shap_config.samples_per_regime)
+    runs = open_runs(settings)
+    try:
+        path = runs.write_file(run_id, "shap.parquet", table)
+    finally:
+        runs.store.dispose()
+    target = settings.reports_dir / run_id / "shap-by-regime.png"
+    plot = plot_regime_importance(table, target) if len(table) else None
+    return Explanation(table=table, path=path, plot=plot)
+
+
+# --------------------------------------------------------------------------------------------
+# Sector and symbol tracking, and the signal backtest
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    tracking: TrackingReport
+    backtest: BacktestResult
+    heatmap: Path
+
+
+def diagnose(
+    loaded: LoadedConfig, settings: Settings, run_id: str, validation: Validation
+) -> Diagnostics:
+    """The ensemble's validation predictions per sector and symbol, and as a long/short book;
+    kept with the run (``runs/<run>/sectors.parquet``, ``symbols.parquet``, ``backtest.parquet``)."""
+    config = loaded.config
+    rows = validation.rows
+    symbols = rows.features.index.get_level_values("symbol")
+    regimes = rows.rows["regime"].astype(str).to_numpy()
+    report = track(rows.target.to_numpy(), validation.ensemble_proba,
+                   sectors=rows.rows["sector"].astype(str), symbols=symbols, regimes=regimes,
+                   min_rows=config.models.backtest.min_rows)
+    backtest = signal_backtest(rows.dates, symbols, validation.ensemble_proba, rows.rows["forward_return"],
+                               regimes, horizon=config.market.labels.horizon,
+                               cost_bps=config.models.backtest.cost_bps)
+    runs = open_runs(settings)
+    try:
+        runs.write_file(run_id, "sectors.parquet", report.by_sector)
+        runs.write_file(run_id, "symbols.parquet", report.by_symbol)
+        runs.write_file(run_id, "backtest.parquet", backtest.summary)
+    finally:
+        runs.store.dispose()
+    heatmap = plot_sector_regime(report, settings.reports_dir / run_id / "sector-by-regime.png")
+    return Diagnostics(tracking=report, backtest=backtest, heatmap=heatmap)

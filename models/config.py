@@ -142,6 +142,13 @@ class TrainingConfig(_Section):
         return self.model_copy(update={"archive": False, "balance": False, "weights": False, "replay": False})
 
 
+class BacktestConfig(_Section):
+    """The signal backtest of a run's validation predictions (``models/backtest.py``)."""
+
+    cost_bps: float = Field(5.0, ge=0)  # per unit of turnover
+    min_rows: int = Field(200, ge=1)  # sector and symbol tracking: fewer rows are never called weak
+
+
 class ShapConfig(_Section):
     background_samples: int = Field(200, ge=10)
     samples_per_regime: int = Field(500, ge=10)
@@ -158,6 +165,7 @@ class ModelsConfig(_Section):
     zoo: dict[ModelName, MemberSpec] = Field(default_factory=_default_zoo)
     training: TrainingConfig = TrainingConfig()
     shap: ShapConfig = ShapConfig()
+    backtest: BacktestConfig = BacktestConfig()
 
     @field_validator("weights")
     @classmethod

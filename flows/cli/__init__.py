@@ -13,11 +13,13 @@ from flows.cli import (
     config_commands,
     data,
     demo,
+    explain,
     features,
     models,
     monitor,
     regimes,
     replay,
+    report,
     retrain,
     runs,
 )
@@ -44,6 +46,8 @@ app.command()(retrain.retrain)
 app.add_typer(runs.app, name="runs")
 app.add_typer(replay.app, name="replay")
 app.add_typer(models.app, name="models")
+app.command()(explain.explain)
+app.command()(report.report)
 app.command()(demo.demo)
 
 __all__ = ["app"]

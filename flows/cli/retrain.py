@@ -124,5 +124,7 @@ def retrain(
     untested = [c.name for c in gate.decision.criteria if c.verdict == "untested"]
     if untested:
         console.print(f"untested (too few rows): {', '.join(untested)}")
+    if outcome.report is not None:
+        console.print(f"report: {outcome.report}")
     console.print(f"done in {outcome.seconds:.0f} s, peak memory {outcome.peak_memory_mb:,.0f} MB; "
                   f"`stormwatch runs show {outcome.run_id}` for the record")

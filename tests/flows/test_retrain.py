@@ -112,6 +112,10 @@ def test_the_flow_leaves_a_succeeded_run_with_every_member_and_the_lineage(train
     # the window, every archive event and their regimes are in the hybrid set
     assert "window" in outcome.provenance.index and "archive · 2008 financial crisis" in outcome.provenance.index
     assert outcome.replay_admission["admitted"] > 0  # the worst validation errors went to the buffer
+    shap = outcome.explanation.table  # SHAP by regime of the five tree members, kept with the run
+    assert set(shap["member"]) == {"random_forest", "xgboost", "lightgbm", "extra_trees", "gradient_boosting"}
+    assert {"crash", "normal"} <= set(shap["regime"]) and outcome.explanation.path.exists()
+    assert outcome.explanation.plot is not None and outcome.explanation.plot.stat().st_size > 10_000
 
 
 def test_cli_reads_the_runs_and_the_replay_buffer_back(trained: dict, in_home: Settings) -> None:
@@ -126,6 +130,9 @@ def test_cli_reads_the_runs_and_the_replay_buffer_back(trained: dict, in_home: S
     assert shown.exit_code == 0, shown.output
     assert outcome.training_set_hash[:16] in shown.output and "ensemble" in shown.output
     assert "crash" in shown.output and "archive · 2020 COVID crash" in shown.output
+    explained = runner.invoke(app, ["explain", outcome.run_id, "--top", "3"])
+    assert explained.exit_code == 0, explained.output
+    assert "crash" in explained.output and "shap-by-regime.png" in " ".join(explained.output.split())
     replay = runner.invoke(app, ["replay", "show"])
     assert replay.exit_code == 0 and f"{outcome.run_id}/ensemble" in replay.output
     missing = runner.invoke(app, ["runs", "show", "no-such-run"])
@@ -286,6 +293,50 @@ def test_the_gate_promotes_the_first_model_and_decides_the_second(trained: dict,
     shown = runner.invoke(app, ["models", "show", second.run_id])
     assert shown.exit_code == 0 and "calibration" in shown.output and "gate rows:" in shown.output
     assert f"against {first.run_id}" in " ".join(shown.output.split())
+    # the gate's rows: in neither version's training set (nor in a training row's label window)
+    from flows.training import prepare, rebuild_training_set, refresh_market_data
+
+    loaded = load_config(trained["config"])
+    data = refresh_market_data(loaded, in_home, MarketSelection(), AS_OF)
+    held = pd.concat([v.rows for v in prepare(loaded, in_home, data, loaded.config.models.training)
+                      .validation.values() if len(v)])
+    for version in (first, second):
+        rebuilt, _ = rebuild_training_set(in_home, version.run_id)
+        assert not rebuilt.samples.features.index.isin(held.index).any(), version.run_id
+        tail_start = held[held["provenance"].astype(str) == "window"].index.get_level_values("date").min()
+        overlap = rebuilt.samples.rows["label_end"].to_numpy() >= tail_start.to_datetime64()
+        assert not (overlap & (rebuilt.samples.rows["provenance"].astype(str) == "window").to_numpy()).any()
     rolled = runner.invoke(app, ["models", "rollback"]) if second.gate.promoted else None
     if rolled is not None:
         assert rolled.exit_code == 0 and first.run_id in rolled.output
+
+
+def test_the_report_renders_in_a_real_browser_with_every_section_and_image(trained: dict, in_home: Settings) -> None:
+    import shutil
+    import subprocess
+
+    from flows.report import SECTIONS
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("STORMWATCH_REQUIRE_CHROMIUM"):
+            pytest.fail("STORMWATCH_REQUIRE_CHROMIUM is set but no chromium is on PATH")
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it and sets STORMWATCH_REQUIRE_CHROMIUM)")
+    report = trained["outcome"].report
+    assert report is not None and report.exists()
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--virtual-time-budget=5000"]
+    dom = subprocess.run([*flags, "--dump-dom", report.as_uri()], capture_output=True, text=True,
+                         timeout=180, check=True).stdout
+    for key, _ in SECTIONS:
+        assert f'id="{key}"' in dom, key
+    assert 'data-images="4"' in dom and 'data-images-loaded="yes"' in dom
+    kept = Path(__file__).resolve().parents[2] / "build" / "test-artifacts" / "training-report.png"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([*flags, f"--screenshot={kept}", "--window-size=1200,5200", report.as_uri()],
+                   capture_output=True, timeout=180, check=True)
+    assert kept.stat().st_size > 50_000  # kept for a person to look at
+    from flows.cli import app
+
+    printed = CliRunner().invoke(app, ["report", trained["outcome"].run_id])
+    assert printed.exit_code == 0 and "index.html" in printed.output and "backtest: Sharpe" in printed.output
