@@ -76,7 +76,7 @@ def plot_equity(daily: pd.DataFrame, path: Path) -> Path:
 
 def _table(frame: pd.DataFrame, digits: int = 3) -> str:
     counts = [c for c in ("n", "rows", "sessions", "positions") if c in frame.columns]
-    frame = frame.astype({c: "Int64" for c in counts})  # counts read as counts, not 204.000
+    frame = frame.astype(dict.fromkeys(counts, "Int64"))  # counts read as counts, not 204.000
     return frame.to_html(float_format=lambda v: f"{v:.{digits}f}", na_rep="-", border=0, classes="t")
 
 
