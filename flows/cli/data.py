@@ -109,7 +109,7 @@ def _not_cached(loaded: LoadedConfig, settings: Settings, selection: MarketSelec
     try:
         source, universe = resolve_source(loaded, name, csv_directory=selection.csv_dir)
         available = source.available_symbols()
-    except (ValueError, OSError, LookupError, RuntimeError):
+    except (ValueError, OSError, LookupError, RuntimeError, MarketDataError):  # a folder without its proxy
         available, universe = None, None
     if available is not None and symbol not in available and symbol != getattr(universe, "vix_symbol", None):
         proxy = f"; its market proxy is {universe.market_proxy}" if universe is not None else ""
