@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
+import pandas as pd
 import yaml
 
 from market.config import SimulatorSettings
@@ -35,3 +37,14 @@ def simulated_panel(end: date, universe: Universe | None = None, seed: int = 200
         market.vix,
         {m.symbol: m.sector.value for m in universe.members},
     )
+
+
+def prediction_book(sessions: int = 250, symbols: int = 20, seed: int = 1) -> pd.DataFrame:
+    """Forward returns of a (session, symbol) panel, half normal then half crash, two sectors:
+    what the backtest and the tracking tests score predictions against."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2024-01-01", periods=sessions)
+    index = pd.MultiIndex.from_product([dates, [f"S{i:02d}" for i in range(symbols)]], names=["date", "symbol"])
+    regime = np.where(index.get_level_values("date") < dates[sessions // 2], "normal", "crash")
+    return pd.DataFrame({"r": rng.normal(0, 0.02, len(index)), "regime": regime,
+                         "sector": np.tile(["Energy", "Utilities"] * (symbols // 2), sessions)}, index=index)

@@ -7,17 +7,12 @@ import pandas as pd
 import pytest
 
 from models.backtest import signal_backtest
+from tests.panels import prediction_book
 
 
 @pytest.fixture(scope="module")
 def book() -> pd.DataFrame:
-    rng = np.random.default_rng(1)
-    dates = pd.bdate_range("2024-01-01", periods=250)
-    symbols = [f"S{i:02d}" for i in range(20)]
-    index = pd.MultiIndex.from_product([dates, symbols], names=["date", "symbol"])
-    r = rng.normal(0, 0.02, len(index))
-    return pd.DataFrame({"r": r, "regime": np.where(index.get_level_values("date") < dates[125], "normal", "crash"),
-                         "sector": np.tile(["Energy", "Utilities"] * 10, len(dates))}, index=index)
+    return prediction_book()
 
 
 def test_a_signal_that_knows_the_sign_earns_and_a_coin_does_not(book: pd.DataFrame) -> None:

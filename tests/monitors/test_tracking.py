@@ -7,17 +7,12 @@ import pandas as pd
 import pytest
 
 from monitors.tracking import plot_sector_regime, track
+from tests.panels import prediction_book
 
 
 @pytest.fixture(scope="module")
 def book() -> pd.DataFrame:
-    rng = np.random.default_rng(1)
-    dates = pd.bdate_range("2024-01-01", periods=250)
-    symbols = [f"S{i:02d}" for i in range(20)]
-    index = pd.MultiIndex.from_product([dates, symbols], names=["date", "symbol"])
-    r = rng.normal(0, 0.02, len(index))
-    return pd.DataFrame({"r": r, "regime": np.where(index.get_level_values("date") < dates[125], "normal", "crash"),
-                         "sector": np.tile(["Energy", "Utilities"] * 10, len(dates))}, index=index)
+    return prediction_book()
 
 
 def test_tracking_names_the_weak_sector_with_its_count(book: pd.DataFrame, tmp_path) -> None:
