@@ -84,9 +84,9 @@ class RegimeTimeline:
     >>> close = pd.Series(100 * np.exp(np.cumsum(rng.normal(0, 0.008, 250))), index=dates)
     >>> counts = RegimeLabeler().label(close).counts()
     >>> counts["sessions"].to_dict()
-    {'normal': 49, 'crash': 0, 'recovery': 0, 'high_volatility': 0, 'low_volatility': 180, 'unlabelled': 21}
+    {'normal': 136, 'crash': 0, 'recovery': 0, 'high_volatility': 0, 'low_volatility': 93, 'unlabelled': 21}
     >>> counts.loc["low_volatility", "rules"]
-    'fallback vix < 15 (180)'
+    'fallback vix < 15 (93)'
     """
 
     regime: pd.Series
