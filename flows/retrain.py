@@ -46,7 +46,7 @@ from prefect.assets import Asset, add_asset_metadata, materialize
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows import training as steps
 from flows.config import LoadedConfig, Settings, load_config, resolve_config_path
@@ -424,10 +424,11 @@ def _summary_markdown(run_id: str, prepared: steps.PreparedRun, validation: step
     )
 
 
-def run_retrain(*, max_parallel_members: int = 2, **parameters: Any) -> RetrainOutcome:
+def run_retrain(*, max_parallel_members: int = 2, task_runner: TaskRunner | None = None,
+                **parameters: Any) -> RetrainOutcome:
     """Run the flow (parameters as :func:`retrain`'s) with ``max_parallel_members`` members
-    training at once."""
-    runner = ThreadPoolTaskRunner(max_workers=max_parallel_members)
+    training at once, in threads, or on ``task_runner`` when given (a Dask cluster, say)."""
+    runner = task_runner or ThreadPoolTaskRunner(max_workers=max_parallel_members)
     return retrain.with_options(task_runner=runner)(**parameters)
 
 
