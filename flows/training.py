@@ -54,7 +54,13 @@ from models.gate import GateDecision, PromotionGate
 from models.sampling import RegimeBalancedSampler
 from models.validation import purge_training, regime_metrics, regime_validation_sets
 from models.weighting import RegimeWeighter
-from models.zoo import SoftVotingEnsemble, ensemble_weights, for_reproducible_prediction, positive_class_proba
+from models.zoo import (
+    TRUSTED_TYPE_PREFIXES,
+    SoftVotingEnsemble,
+    ensemble_weights,
+    for_reproducible_prediction,
+    positive_class_proba,
+)
 from monitors.regimes import RegimeLabeler, RegimeTimeline, label_samples
 from monitors.tracking import TrackingReport, plot_sector_regime, track
 
@@ -63,7 +69,7 @@ UNLABELLED_REGIME = Regime.NORMAL.value
 
 
 def open_runs(settings: Settings) -> RunStore:
-    return RunStore(settings.home / "runs", open_store(settings))
+    return RunStore(settings.home / "runs", open_store(settings), trusted=TRUSTED_TYPE_PREFIXES)
 
 
 def variant_name(training: TrainingConfig) -> str:

@@ -6,16 +6,22 @@ its reason and no model. Model files are written under the run's directory throu
 folder that is renamed into place only on success, so a crash midway leaves no file a later
 reader could mistake for a trained model. Every load verifies the file's SHA-256 first.
 
-Files are joblib pickles for now: loading one executes code, which is why the checksum recorded
-in the store must match before anything is unpickled. (Formats that do not execute code on
-load, such as XGBoost JSON, LightGBM text and skops, come with the model registry.)
+Model files are skops archives (``<member>.skops``), which build only the types their reader
+trusts, so reading a file does not run code hidden in it. Inside one, an XGBoost booster is its
+own UBJSON (``Booster.save_raw``), a LightGBM booster its model text, and scikit-learn's
+estimators their arrays and plain attributes: nothing is a pickle. The types a file may hold are
+given by the caller (the zoo's :data:`models.zoo.TRUSTED_TYPE_PREFIXES`), since which model
+classes exist is the models room's knowledge. Files written before skops (``.joblib``) still
+load, after their checksum matches, with a warning: they are pickles.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -24,6 +30,7 @@ from typing import Any
 
 import joblib
 import pandas as pd
+import skops.io as sio
 from sqlmodel import select
 
 from memory.store import Store
@@ -46,22 +53,44 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: The suffix of a model file (a skops archive).
+MODEL_SUFFIX = ".skops"
+
+log = logging.getLogger(__name__)
+
+
+class UntrustedModelError(RuntimeError):
+    """A model file holding a type its reader does not trust: it is refused before anything is built."""
+
+
 def save_model(model: Any, path: Path) -> str:
-    """Write ``model`` to ``path`` and return the file's SHA-256."""
+    """Write ``model`` to ``path`` (a skops archive) and return the file's SHA-256."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, path, compress=3)
+    sio.dump(model, path, compression=zipfile.ZIP_DEFLATED)
     return sha256_of(path)
 
 
-def load_model(path: Path, sha256: str) -> Any:
-    """The model at ``path``, after checking its SHA-256 against the recorded one."""
+def load_model(path: Path, sha256: str, trusted: Sequence[str] = ()) -> Any:
+    """The model at ``path``, after checking its SHA-256 against the recorded one and every
+    type it holds against ``trusted`` (dotted-name prefixes; skops's own safe types need none)."""
     if not path.exists():
         raise ModelChecksumError(f"model file {path} is missing")
     actual = sha256_of(path)
     if actual != sha256:
         raise ModelChecksumError(f"model file {path} does not match its recorded checksum "
                                  f"(sha256 {actual[:12]}..., recorded {sha256[:12]}...): refusing to load it")
-    return joblib.load(path)
+    if path.suffix == ".joblib":
+        log.warning("model file %s is a pickle written before skops files; its checksum matched", path)
+        return joblib.load(path)
+    try:
+        held = sio.get_untrusted_types(file=path)
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise UntrustedModelError(f"model file {path} is not a readable skops archive: {exc}") from exc
+    refused = [name for name in held if not name.startswith(tuple(trusted))]
+    if refused:
+        raise UntrustedModelError(f"model file {path} holds type(s) this reader does not trust: "
+                                  f"{', '.join(refused)}; refusing to load it")
+    return sio.load(path, trusted=held)
 
 
 @dataclass(frozen=True)
@@ -78,9 +107,10 @@ class ModelFile:
 class RunStore:
     """Training runs in ``store``, their files under ``root/<run_id>/``."""
 
-    def __init__(self, root: Path, store: Store) -> None:
+    def __init__(self, root: Path, store: Store, *, trusted: Sequence[str] = ()) -> None:
         self.root = Path(root)
         self.store = store
+        self.trusted = tuple(trusted)  # type-name prefixes a model file may hold (see load_model)
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / run_id
@@ -122,7 +152,7 @@ class RunStore:
             shutil.rmtree(staging)
         written = []
         for item in models:
-            path = staging / f"{item.member}.joblib"
+            path = staging / f"{item.member}{MODEL_SUFFIX}"
             digest = save_model(item.model, path)
             written.append(TrainedModel(
                 run_id=run_id, member=item.member, model_class=type(item.model).__name__,
@@ -198,10 +228,10 @@ class RunStore:
                                      .order_by(TrainedModel.id)).all())
 
     def load(self, run_id: str, member: str = "ensemble") -> Any:
-        """A model of a succeeded run, verified against its recorded SHA-256."""
+        """A model of a succeeded run, verified against its recorded SHA-256 and the trusted types."""
         for record in self.models(run_id):
             if record.member == member:
-                return load_model(Path(record.path), record.sha256)
+                return load_model(Path(record.path), record.sha256, self.trusted)
         raise RunNotFound(f"run {run_id} has no model {member!r}")
 
     def metrics(self, run_id: str) -> pd.DataFrame:
@@ -222,6 +252,7 @@ def new_run(*, run_id: str, config_hash: str, config_version: str, as_of: date, 
 
 
 __all__ = [
-    "ModelChecksumError", "ModelFile", "RunNotFound", "RunStore", "load_model", "new_run", "save_model",
+    "MODEL_SUFFIX", "ModelChecksumError", "ModelFile", "RunNotFound", "RunStore", "UntrustedModelError",
+    "load_model", "new_run", "save_model",
     "sha256_of",
 ]

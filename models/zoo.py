@@ -68,6 +68,15 @@ ALLOWED_CLASSES: frozenset[tuple[str, str]] = frozenset({
     ("models.zoo", "NystroemSVC"),
 })
 
+#: What a model file of the zoo may contain, by the start of each type's dotted name: the
+#: packages of the allowed classes (and their internals, such as a forest's trees), this package's
+#: wrappers, and two plain containers. Model files are skops archives, which build only types
+#: their reader trusts; anything else in a file is refused before it is built.
+TRUSTED_TYPE_PREFIXES: tuple[str, ...] = (
+    *sorted({f"{module.split('.')[0]}." for module, _ in ALLOWED_CLASSES}),
+    "numpy.dtype", "collections.OrderedDict",
+)
+
 
 class ZooConfigError(ValueError):
     """A model slot of the configuration that cannot be built; the message names the key."""
@@ -468,6 +477,7 @@ class SoftVotingEnsemble:
 
 
 __all__: Sequence[str] = (
-    "ALLOWED_CLASSES", "NystroemSVC", "ScaledClassifier", "SoftVotingEnsemble", "ZooConfigError",
+    "ALLOWED_CLASSES", "TRUSTED_TYPE_PREFIXES", "NystroemSVC", "ScaledClassifier", "SoftVotingEnsemble",
+    "ZooConfigError",
     "build_estimator", "ensemble_weights", "for_reproducible_prediction", "positive_class_proba",
 )

@@ -173,7 +173,7 @@ def test_models_read_back_predict_identically_and_a_tampered_file_is_refused(
     path.write_bytes(path.read_bytes() + b"tampered")
     runs = open_runs(in_home)
     try:
-        with pytest.raises(ModelChecksumError, match="lightgbm.joblib"):
+        with pytest.raises(ModelChecksumError, match="lightgbm.skops"):
             runs.load(trained["outcome"].run_id, "lightgbm")
     finally:
         runs.store.dispose()
