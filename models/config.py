@@ -15,6 +15,7 @@ from market.vocabulary import REGIMES, Regime
 ModelName = Literal[
     "random_forest", "xgboost", "lightgbm", "extra_trees",
     "gradient_boosting", "mlp", "logistic_regression", "svm",
+    "regime_aware",  # models.regime_aware: return signals x causal market state (issue 13)
 ]
 MODEL_NAMES: tuple[str, ...] = typing.get_args(ModelName)
 

@@ -66,6 +66,7 @@ ALLOWED_CLASSES: frozenset[tuple[str, str]] = frozenset({
     ("xgboost", "XGBClassifier"),
     ("lightgbm", "LGBMClassifier"),
     ("models.zoo", "NystroemSVC"),
+    ("models.regime_aware", "RegimeInteractionClassifier"),
 })
 
 #: What a model file of the zoo may contain, by the start of each type's dotted name: the
