@@ -95,13 +95,62 @@ class Schedule(BaseModel):
         return value
 
 
+class TaskRunnerConfig(BaseModel):
+    """Where a flow's tasks run (``flows.runners`` builds the Prefect task runner from it).
+
+    ``kind: threads`` runs them in the flow's process (``models.training.max_parallel_members``
+    at once); ``kind: dask`` hands them to prefect-dask's ``DaskTaskRunner``: the cluster at
+    ``address`` when given (``tcp://host:8786``, started elsewhere), else a local cluster of
+    ``n_workers`` processes with ``threads_per_worker`` threads each, started for the run.
+    Typed fields rather than the runner's own kwargs: ``DaskTaskRunner`` takes loosely typed
+    nested dicts (``cluster_kwargs``), and a typo there would only surface when a run starts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["threads", "dask"] = "threads"
+    address: str | None = None
+    n_workers: int = Field(2, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+
+    @field_validator("address")
+    @classmethod
+    def _scheduler_address(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError(f"address {value!r} must name a Dask scheduler, such as tcp://127.0.0.1:8786")
+        return value
+
+
+class AlertsConfig(BaseModel):
+    """Where the alert automations notify (``stormwatch alerts install``).
+
+    No URL: the automations are still created (they show in the Prefect UI, with the event feed
+    behind them) but send nothing, and the install says so."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhook_url: str | None = None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"webhook_url {value!r} must be an http:// or https:// URL")
+        return value
+
+
 class FlowsConfig(BaseModel):
-    """Orchestration: when retraining runs and how often the monitor polls."""
+    """Orchestration: when retraining runs and how often the monitor polls, where tasks run,
+    where alerts go. ``prefect.yaml`` is generated from these values (``flows.serve``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     retrain_schedule: Schedule = Schedule()
     monitor_interval_minutes: int = Field(30, ge=1)
+    # A burst of drift and rare-event events inside this window starts one retraining.
+    retrain_cooldown_minutes: int = Field(60, ge=1)
+    work_pool: str = Field("stormwatch", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    task_runner: TaskRunnerConfig = TaskRunnerConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
 
 class StormwatchConfig(BaseModel):

@@ -86,6 +86,13 @@ def retrain(
     prefect_defaults(settings)
     from flows.cli.common import progress_bar
     from flows.retrain import STEPS, observe_progress, run_retrain
+    from flows.runners import configured_task_runner
+
+    runner = configured_task_runner(loaded)  # flows.task_runner: threads, or a Dask cluster
+    if loaded.config.flows.task_runner.kind == "dask":
+        where = loaded.config.flows.task_runner.address or (
+            f"a local cluster of {loaded.config.flows.task_runner.n_workers} workers")
+        console.print(f"training members on Dask: {where}")
 
     with cli_errors(PrefectUnavailable), progress_bar() as progress:
         task = progress.add_task("retrain", total=len(STEPS), symbol="")
@@ -95,7 +102,7 @@ def retrain(
                 source=selection.source, symbols=list(selection.symbols) if selection.symbols else None,
                 as_of=selection.end, baseline=baseline, config_path=str(loaded.path),
                 csv_dir=str(selection.csv_dir) if selection.csv_dir else None, start=selection.start,
-                max_parallel_members=loaded.config.models.training.max_parallel_members,
+                task_runner=runner,
             )
     if outcome.archive_built:
         console.print(f"archive {outcome.archive_version} built first (it was missing or its inputs changed)")
