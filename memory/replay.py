@@ -27,13 +27,14 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import func, select
+from sqlmodel import Session, func, select
 
 from market.samples import Samples
 from market.vocabulary import REGIMES
@@ -115,9 +116,13 @@ class ReplayBuffer:
         model_version: str,
         as_of: date,
         horizon: int,
+        session: Session | None = None,
     ) -> AdmissionReport:
         """Admit the worst predictions of ``model_version`` on ``samples`` (rows with
-        ``regime``, ``sector``, ``forward_return`` and ``label_end``), then age out and bound."""
+        ``regime``, ``sector``, ``forward_return`` and ``label_end``), then age out and bound.
+
+        Inside ``session`` when given (the caller commits it with its own writes, as the monitor
+        does with the session it processed), otherwise in a transaction of its own."""
         picked = select_worst(samples, proba, self.config)
         rows = samples.take(picked["position"].to_numpy())
         catalogue = feature_catalogue_hash(samples.feature_names)
@@ -139,31 +144,36 @@ class ReplayBuffer:
             }
             for i in range(len(rows))
         ]
-        with self.store.session() as session:
-            before = session.exec(select(func.count()).select_from(ReplayEntry)).one()
-            insert = postgresql_insert if self.store.backend == "postgresql" else sqlite_insert
-            table = ReplayEntry.__table__  # type: ignore[attr-defined]
-            for chunk in range(0, len(values), 500):
-                statement = insert(table).values(values[chunk:chunk + 500])
-                excluded = statement.excluded
-                statement = statement.on_conflict_do_update(
-                    index_elements=["symbol", "date", "horizon"],
-                    set_={
-                        "loss": func.max(table.c.loss, excluded.loss) if self.store.backend == "sqlite"
-                        else func.greatest(table.c.loss, excluded.loss),
-                        "times_seen": table.c.times_seen + 1,
-                        "last_seen": excluded.last_seen,
-                        "model_version": excluded.model_version,
-                        "regime": excluded.regime,
-                        "features": excluded.features,
-                        "feature_hash": excluded.feature_hash,
-                    },
-                )
-                session.exec(statement)
-            after_insert = session.exec(select(func.count()).select_from(ReplayEntry)).one()
-            aged = self._age_out(session, as_of)
-            evicted = self._bound(session)
-            size = session.exec(select(func.count()).select_from(ReplayEntry)).one()
+        if session is None:
+            with self.store.session() as own:
+                return self._admit(own, values, as_of)
+        return self._admit(session, values, as_of)
+
+    def _admit(self, session: Session, values: list[dict[str, Any]], as_of: date) -> AdmissionReport:
+        before = session.exec(select(func.count()).select_from(ReplayEntry)).one()
+        insert = postgresql_insert if self.store.backend == "postgresql" else sqlite_insert
+        table = ReplayEntry.__table__  # type: ignore[attr-defined]
+        for chunk in range(0, len(values), 500):
+            statement = insert(table).values(values[chunk:chunk + 500])
+            excluded = statement.excluded
+            statement = statement.on_conflict_do_update(
+                index_elements=["symbol", "date", "horizon"],
+                set_={
+                    "loss": func.max(table.c.loss, excluded.loss) if self.store.backend == "sqlite"
+                    else func.greatest(table.c.loss, excluded.loss),
+                    "times_seen": table.c.times_seen + 1,
+                    "last_seen": excluded.last_seen,
+                    "model_version": excluded.model_version,
+                    "regime": excluded.regime,
+                    "features": excluded.features,
+                    "feature_hash": excluded.feature_hash,
+                },
+            )
+            session.exec(statement)
+        after_insert = session.exec(select(func.count()).select_from(ReplayEntry)).one()
+        aged = self._age_out(session, as_of)
+        evicted = self._bound(session)
+        size = session.exec(select(func.count()).select_from(ReplayEntry)).one()
         admitted = int(after_insert - before)
         return AdmissionReport(offered=len(values), admitted=admitted, merged=len(values) - admitted,
                                aged_out=aged, evicted=evicted, size=int(size))
