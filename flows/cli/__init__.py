@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from flows.cli import (
+    alerts,
     archive,
     common,
     config_commands,
@@ -22,6 +23,7 @@ from flows.cli import (
     report,
     retrain,
     runs,
+    serve,
 )
 
 app = typer.Typer(help="Stormwatch: keep trading models honest through market storms.",
@@ -49,5 +51,7 @@ app.add_typer(models.app, name="models")
 app.command()(explain.explain)
 app.command()(report.report)
 app.command()(demo.demo)
+app.add_typer(alerts.app, name="alerts")
+app.command()(serve.serve)
 
 __all__ = ["app"]
