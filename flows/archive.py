@@ -116,6 +116,6 @@ def build_archive(
     archive = open_archive(settings)
     try:
         return archive.build(loaded.config.memory.archive, panel, loaded.config.market.labels, name,
-                             on_progress=on_progress)
+                             on_progress=on_progress, vix_fallback=loaded.config.market.vix_fallback)
     finally:
         archive.store.dispose()

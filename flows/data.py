@@ -27,7 +27,6 @@ from market.sources import (
 )
 from market.symbols import check_symbol
 from market.universe import Universe
-from market.vix import FALLBACK_DESCRIPTION
 from memory.store import Store, database_url
 
 #: The file types ``stormwatch data ground-truth --out`` writes, by suffix.
@@ -154,6 +153,7 @@ def fetch_market_data(
     store = open_store(settings)
     refused: dict[str, str] = {}
     notes = list(getattr(source, "notes", ()))
+    fallback_description = loaded.config.market.vix_fallback.describe()
     try:
         # Reach the store before the first bar is written: a database that refuses us must not
         # leave bars cached with no snapshot recorded.
@@ -166,7 +166,7 @@ def fetch_market_data(
                 fallback = False
             except NoVix as exc:
                 vix_sessions, fallback = 0, True
-                notes.append(f"{exc}: features and regimes use the VIX fallback, {FALLBACK_DESCRIPTION} "
+                notes.append(f"{exc}: features and regimes use the VIX fallback, {fallback_description} "
                              "(flagged vix_is_fallback)")
         notes += dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, RangeClipped))
         for w in caught:
@@ -194,7 +194,7 @@ def fetch_market_data(
                 source=source.info.name, symbol=universe.vix_symbol,
                 first_session=min(r.first for r in spans).date(),
                 last_session=max(r.last for r in spans).date(),
-                rows=0, checksum=hashlib.sha256(f"vix fallback: {FALLBACK_DESCRIPTION}".encode()).hexdigest(),
+                rows=0, checksum=hashlib.sha256(f"vix fallback: {fallback_description}".encode()).hexdigest(),
             )
     finally:
         store.dispose()

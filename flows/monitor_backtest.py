@@ -156,9 +156,10 @@ def replay_monitor(
     reference = sessions[max(0, begin - drift.reference_sessions):begin]
     not_run: dict[str, str] = {}
 
-    timeline = RegimeLabeler(config.monitors.regimes).label(panel.proxy["close"], panel.vix)
+    fallback = config.market.vix_fallback
+    timeline = RegimeLabeler(config.monitors.regimes, fallback).label(panel.proxy["close"], panel.vix)
     first = max(0, begin - drift.reference_sessions)
-    features = compute_features(panel, sessions[first:begin + len(replayed)])
+    features = compute_features(panel, sessions[first:begin + len(replayed)], vix_fallback=fallback)
     feature_frame = features.frame
     dates = feature_frame.index.get_level_values("date")
     in_reference = (dates >= reference[0]) & (dates <= reference[-1])
@@ -369,7 +370,8 @@ def _record(loaded: LoadedConfig, settings: Settings, source: str, panel: BarPan
                 growth = archive.add_events(
                     [ArchiveEvent(name=event.name, start=event.start.date(), end=event.end.date(),
                                   regime=event.regime, weight=weight)],  # type: ignore[arg-type]
-                    panel.truncate(event.closed_on), config.market.labels, source)  # type: ignore[arg-type]
+                    panel.truncate(event.closed_on), config.market.labels, source,  # type: ignore[arg-type]
+                    vix_fallback=config.market.vix_fallback)
                 if growth.built:
                     versions.append(growth.version)
                 if event.name in growth.added:  # not when no symbol had bars in its window

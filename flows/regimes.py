@@ -44,7 +44,8 @@ def regime_timeline(
                                           on_start=on_start)
     name = source_name or loaded.config.market.sources.default
     close = panel.proxy["close"]
-    timeline = RegimeLabeler(loaded.config.monitors.regimes).label(close, panel.vix)
+    labeler = RegimeLabeler(loaded.config.monitors.regimes, loaded.config.market.vix_fallback)
+    timeline = labeler.label(close, panel.vix)
     path = None
     if plot:
         windows = [(e.name, e.start, e.end) for e in loaded.config.memory.archive.events]

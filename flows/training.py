@@ -136,7 +136,11 @@ def refresh_market_data(
 
 
 def window_samples(config: StormwatchConfig, data: MarketData) -> Samples:
-    """Labelled samples of the rolling window: the last ``rolling_window_sessions`` up to T."""
+    """Labelled samples of the rolling window: the last ``rolling_window_sessions`` up to T.
+
+    Rows where only some features are undefined (a gap, a short history) are kept
+    (``partial``): a missing bar costs the rows whose features or label read it, not a year.
+    """
     sessions = data.panel.sessions
     length = config.models.validation.rolling_window_sessions
     if len(sessions) <= config.market.labels.horizon + 1:
@@ -145,16 +149,18 @@ def window_samples(config: StormwatchConfig, data: MarketData) -> Samples:
     labels = config.market.labels
     built = build_samples(data.panel, start, data.as_of, horizon=labels.horizon, kind=labels.kind,
                           beta_lookback=labels.beta_lookback, barrier=labels.triple_barrier,
-                          provenance="window")
+                          provenance="window", partial=True, vix_fallback=config.market.vix_fallback)
     if built.frame.empty:
         raise MarketDataError(f"no labelled window sample between {start.date()} and {data.as_of.date()} "
-                              "(histories too short for the features' lookback?)")
+                              f"(histories too short for a label: an excess-return label needs "
+                              f"{labels.beta_lookback} sessions of beta; kind: total needs none)")
     return Samples.from_frame(built.frame, FEATURE_NAMES).assign(event="")
 
 
 def label_regimes(config: StormwatchConfig, data: MarketData) -> RegimeTimeline:
     """The causal regime timeline of the market proxy up to T."""
-    return RegimeLabeler(config.monitors.regimes).label(data.panel.proxy["close"], data.panel.vix)
+    labeler = RegimeLabeler(config.monitors.regimes, config.market.vix_fallback)
+    return labeler.label(data.panel.proxy["close"], data.panel.vix)
 
 
 def with_regimes(samples: Samples, timeline: RegimeTimeline) -> Samples:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from market.symbols import check_symbol
 from market.universe import Universe
+from market.vix import VixFallback
 from market.vocabulary import Regime
 
 
@@ -100,3 +101,6 @@ class MarketConfig(_Section):
     universe: Universe
     labels: LabelSettings = LabelSettings()
     sources: SourcesSettings = SourcesSettings()
+    #: The VIX where it is missing, for the features and the regime labeler alike (one setting,
+    #: so both read the same VIX); the defaults are the map fitted on real history.
+    vix_fallback: VixFallback = VixFallback()

@@ -25,7 +25,7 @@ import talib
 
 from market import rolling
 from market.panel import BarPanel
-from market.vix import FALLBACK_SESSIONS, vix_with_fallback
+from market.vix import VixFallback, vix_with_fallback
 
 ANNUALISE = np.sqrt(252.0)
 
@@ -74,8 +74,9 @@ def talib_wide(function: Callable[..., Any], inputs: Sequence[np.ndarray], outpu
 class _Frames:
     """Wide arrays (sessions x symbols) of the panel, and intermediates computed once and shared."""
 
-    def __init__(self, panel: BarPanel) -> None:
+    def __init__(self, panel: BarPanel, vix_fallback: VixFallback) -> None:
         self.p = panel
+        self.vix_fallback = vix_fallback
         self.o, self.h, self.l, self.c, self.v = (
             getattr(panel, name).to_numpy(dtype="float64") for name in ("open", "high", "low", "close", "volume")
         )
@@ -136,7 +137,7 @@ class _Frames:
 
     @cached_property
     def vix_and_fallback(self) -> tuple[np.ndarray, np.ndarray]:
-        vix, missing = vix_with_fallback(self.p.vix, self.p.proxy["close"])
+        vix, missing = vix_with_fallback(self.p.vix, self.p.proxy["close"], self.vix_fallback)
         return vix.to_numpy(dtype="float64")[:, None], missing.to_numpy(dtype="float64")[:, None]
 
     @property
@@ -174,9 +175,10 @@ class _Feature:
     compute: Thunk
 
 
-def _catalogue(f: _Frames) -> list[_Feature]:  # noqa: C901 - one flat list reads best
+def _catalogue(f: _Frames, fallback_sessions: int) -> list[_Feature]:  # noqa: C901 - one flat list reads best
     """Every feature, in catalogue order. ``f`` is only touched when a thunk is called, so the
-    catalogue can be listed without data (``_catalogue(None)``)."""
+    catalogue can be listed without data (``_catalogue(None, sessions)``). The VIX features'
+    lookbacks include the fallback's warm-up of ``fallback_sessions`` (``market.vix_fallback``)."""
     out: list[_Feature] = []
     R = rolling  # noqa: N806 - short alias keeps the definitions on one line
 
@@ -373,7 +375,7 @@ def _catalogue(f: _Frames) -> list[_Feature]:  # noqa: C901 - one flat list read
     add("dispersion_20", "market", 20, "cross-sectional std of 20-session returns", lambda: f.cross_std(f.ret(20)))
 
     # -- regime and macro context (VIX) -------------------------------------------------------
-    fallback = FALLBACK_SESSIONS + 1
+    fallback = fallback_sessions + 1
     add("vix_level", "macro", fallback, "VIX close (realised-volatility fallback where missing)", lambda: f.vix)
     for n in (1, 5, 20):
         add(f"vix_change_{n}", "macro", n + fallback, f"log change of the VIX over {n} sessions",
@@ -435,7 +437,15 @@ def _catalogue(f: _Frames) -> list[_Feature]:  # noqa: C901 - one flat list read
     return out
 
 
-FEATURES: tuple[FeatureSpec, ...] = tuple(feature.spec for feature in _catalogue(None))  # type: ignore[arg-type]
+def feature_specs(vix_fallback: VixFallback | None = None) -> tuple[FeatureSpec, ...]:
+    """The catalogue under a VIX fallback (``None``: the default ``market.vix_fallback``): only
+    the VIX features' lookbacks depend on it (they include its warm-up)."""
+    sessions = (vix_fallback or VixFallback()).sessions
+    return tuple(feature.spec for feature in _catalogue(None, sessions))  # type: ignore[arg-type]
+
+
+#: The catalogue under the default VIX fallback.
+FEATURES: tuple[FeatureSpec, ...] = feature_specs()
 FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)
 MAX_LOOKBACK: int = max(spec.lookback for spec in FEATURES)
 
@@ -464,6 +474,7 @@ def compute_features(
     features: Iterable[str] | None = None,
     *,
     partial: bool = False,
+    vix_fallback: VixFallback | None = None,
 ) -> FeatureMatrix:
     """Compute features of every symbol of ``panel`` on ``sessions`` (default: all).
 
@@ -475,8 +486,11 @@ def compute_features(
     with ``partial`` it is kept when any is, so one missing bar costs each feature only its own
     window and a short history yields rows with its long-window features undefined (for members
     that take missing values, or impute them inside their own pipeline).
+
+    Where the panel's VIX is missing, ``vix_fallback`` (``market.vix_fallback``; ``None``: its
+    defaults) stands in: pass the configured one, the regime labeler reads the same.
     """
-    return _compute(panel, sessions, features, np.float32, partial=partial)
+    return _compute(panel, sessions, features, np.float32, partial=partial, vix_fallback=vix_fallback)
 
 
 def _compute(
@@ -486,10 +500,12 @@ def _compute(
     dtype: type[np.floating[Any]],
     *,
     partial: bool = False,
+    vix_fallback: VixFallback | None = None,
 ) -> FeatureMatrix:
-    frames = _Frames(panel)
+    fallback = vix_fallback or VixFallback()
+    frames = _Frames(panel, fallback)
     wanted = set(features) if features is not None else None
-    catalogue = [f for f in _catalogue(frames) if wanted is None or f.spec.name in wanted]
+    catalogue = [f for f in _catalogue(frames, fallback.sessions) if wanted is None or f.spec.name in wanted]
     if wanted is not None and len(catalogue) != len(wanted):
         unknown = sorted(wanted - {f.spec.name for f in catalogue})
         raise KeyError(f"unknown features: {', '.join(unknown)}")
@@ -563,6 +579,7 @@ def newest_features(
     warmup: int = NEWEST_WARMUP,
     features: Iterable[str] | None = None,
     dtype: type[np.floating[Any]] = np.float32,
+    vix_fallback: VixFallback | None = None,
 ) -> FeatureMatrix:
     """Features of the last ``sessions`` sessions of ``panel``, from a trailing window of bars.
 
@@ -572,14 +589,16 @@ def newest_features(
     asked for. Features that only read their lookback come out equal to the full-history
     computation (to rounding, within 1e-9); those in :data:`UNSTABLE_SESSIONS` are equal within
     1e-9 once ``warmup`` covers their entry there. ``dtype=np.float64`` keeps full precision for
-    comparisons; the default float32 matches :func:`compute_features`.
+    comparisons; the default float32 matches :func:`compute_features`, and ``vix_fallback`` is
+    its (the lookbacks include the fallback's warm-up).
     """
     if sessions < 1:
         raise ValueError(f"sessions must be at least 1, not {sessions}")
     if warmup < 0:
         raise ValueError(f"warmup must be zero or more sessions, not {warmup}")
     wanted = set(features) if features is not None else None
-    lookback = max((s.lookback for s in FEATURES if wanted is None or s.name in wanted), default=0)
+    specs = feature_specs(vix_fallback)
+    lookback = max((s.lookback for s in specs if wanted is None or s.name in wanted), default=0)
     window = sessions + lookback + warmup
     if len(panel.sessions) > window:
         cut = slice(len(panel.sessions) - window, None)
@@ -588,4 +607,4 @@ def newest_features(
             close=panel.close.iloc[cut], volume=panel.volume.iloc[cut], proxy=panel.proxy.iloc[cut],
             vix=panel.vix.iloc[cut], sectors=panel.sectors,
         )
-    return _compute(panel, panel.sessions[-sessions:], features, dtype)
+    return _compute(panel, panel.sessions[-sessions:], features, dtype, vix_fallback=vix_fallback)

@@ -14,6 +14,7 @@ import pandas as pd
 from market.features import compute_features
 from market.labels import make_labels
 from market.panel import BarPanel
+from market.vix import VixFallback
 
 #: Columns a sample frame carries besides its features.
 SAMPLE_COLUMNS: tuple[str, ...] = ("label", "forward_return", "label_end", "sector", "provenance")
@@ -172,6 +173,7 @@ def build_samples(
     require_label: bool = True,
     features: Iterable[str] | None = None,
     partial: bool = False,
+    vix_fallback: VixFallback | None = None,
 ) -> SampleSet:
     """Samples of every panel symbol on the sessions in ``[start, end]``.
 
@@ -179,9 +181,10 @@ def build_samples(
     label is still unknown are dropped and counted, unless ``require_label`` is False (live
     scoring), in which case their label stays NaN. ``partial`` keeps rows where only some
     features are undefined (a gap or a short history; see :func:`compute_features`).
+    ``vix_fallback`` is the configured ``market.vix_fallback`` (``None``: its defaults).
     """
     sessions = panel.sessions[(panel.sessions >= pd.Timestamp(start)) & (panel.sessions <= pd.Timestamp(end))]
-    matrix = compute_features(panel, sessions, features, partial=partial)
+    matrix = compute_features(panel, sessions, features, partial=partial, vix_fallback=vix_fallback)
     labels = make_labels(panel, horizon, kind, beta_lookback, barrier)  # type: ignore[arg-type]
     frame = matrix.frame
     dates = frame.index.get_level_values("date")

@@ -5,10 +5,17 @@ features and labels as normal training, with the event's name and regime attache
 once per (configured version, content) and kept: the samples as Parquet under
 ``<home>/archive/<version>/samples.parquet``, the versions, events and counts in the store.
 
+Rows where only some features are undefined (a gap in a symbol's bars, a history shorter than
+a feature's window) are kept (``partial``, see :func:`market.features.compute_features`): one
+missing bar costs the rows whose label spans it, not the ~312 sessions of the longest lookback,
+and a young symbol contributes rows with its long-window features undefined. The zoo's members
+take the missing values natively or impute them inside their own pipeline.
+
 Identity is the content hash of everything the samples depend on: the events, the label
-settings, the feature catalogue and the code that defines features and labels, the source, and
-a fingerprint of every input used (all bar fields, the market proxy, the VIX, the sectors, up to
-the last session a label reaches). Building an unchanged archive is a no-op. A changed archive
+settings, the VIX fallback, whether partial rows are kept, the feature catalogue and the code
+that defines features and labels, the source, and a fingerprint of every input used (all bar
+fields, the market proxy, the VIX, the sectors, up to the last session a label reaches).
+Building an unchanged archive is a no-op. A changed archive
 under an already-used configured version gets a new version ``<version>+<hash prefix>`` (semver
 build metadata), and the old one stays readable.
 """
@@ -32,6 +39,7 @@ from market.config import LabelSettings
 from market.features import FEATURE_NAMES
 from market.panel import BarPanel
 from market.samples import build_samples
+from market.vix import VixFallback
 from memory.config import ArchiveConfig, ArchiveEvent
 from memory.store import Store
 from memory.tables import ArchiveEventRecord, ArchiveVersion
@@ -95,13 +103,15 @@ def panel_fingerprint(panel: BarPanel, last: pd.Timestamp) -> str:
 
 
 def archive_content_hash(
-    config: ArchiveConfig, labels: LabelSettings, source: str, panel: BarPanel
+    config: ArchiveConfig, labels: LabelSettings, source: str, panel: BarPanel, *,
+    vix_fallback: VixFallback | None = None, partial: bool = True,
 ) -> str:
     """sha256 of everything the archive's samples depend on, and nothing else: the events, the
-    label settings, the source, the definitions of features and labels
-    (:func:`definitions_fingerprint`), and every bar, proxy bar, VIX value and sector up to the
-    last session a label of the last event reaches (:func:`panel_fingerprint`). Bars appended
-    after that session leave it unchanged."""
+    label settings, the VIX fallback (``market.vix_fallback``; ``None``: its defaults), whether
+    partial rows are kept (it changes which rows exist), the source, the definitions of features
+    and labels (:func:`definitions_fingerprint`), and every bar, proxy bar, VIX value and sector
+    up to the last session a label of the last event reaches (:func:`panel_fingerprint`). Bars
+    appended after that session leave it unchanged."""
     last = pd.Timestamp(max(e.end for e in config.events))
     sessions = panel.sessions
     reach = min(int(sessions.searchsorted(last, side="right")) - 1 + labels.horizon, len(sessions) - 1)
@@ -109,6 +119,8 @@ def archive_content_hash(
     payload = {
         "events": [e.model_dump(mode="json") for e in config.events],
         "labels": labels.model_dump(mode="json"),
+        "vix_fallback": (vix_fallback or VixFallback()).model_dump(mode="json"),
+        "partial": partial,
         "features": list(FEATURE_NAMES),
         "definitions": definitions_fingerprint(),
         "source": source,
@@ -158,11 +170,19 @@ class RareEventArchive:
         source: str,
         *,
         on_progress: ProgressCallback | None = None,
+        vix_fallback: VixFallback | None = None,
+        partial: bool = True,
     ) -> ArchiveBuild:
-        """Build the archive's samples for every event, unless an identical build exists."""
+        """Build the archive's samples for every event, unless an identical build exists.
+
+        ``vix_fallback`` is the configured ``market.vix_fallback`` (``None``: its defaults).
+        ``partial`` keeps rows where only some features are undefined; ``False`` keeps only rows
+        with every feature (the former behaviour, where one missing bar cost about a year).
+        """
         started = time.perf_counter()
         progress = on_progress or (lambda _: None)
-        content_hash = archive_content_hash(config, labels, source, panel)
+        content_hash = archive_content_hash(config, labels, source, panel, vix_fallback=vix_fallback,
+                                            partial=partial)
         existing = self._version_with_hash(content_hash)
         if existing is not None and self.path_for(existing.version).exists():
             progress("unchanged")
@@ -175,7 +195,8 @@ class RareEventArchive:
         union = min(w[0] for w in windows), max(w[1] for w in windows)
         samples = build_samples(panel, union[0], union[1], horizon=labels.horizon, kind=labels.kind,
                                 beta_lookback=labels.beta_lookback, barrier=labels.triple_barrier,
-                                provenance="archive", require_label=False)
+                                provenance="archive", require_label=False, partial=partial,
+                                vix_fallback=vix_fallback)
         frame = samples.frame
         dates = frame.index.get_level_values("date")
         symbols_with_bars = panel.close.notna()
@@ -212,6 +233,8 @@ class RareEventArchive:
         source: str,
         *,
         base: str | None = None,
+        vix_fallback: VixFallback | None = None,
+        partial: bool = True,
     ) -> ArchiveGrowth:
         """Add discovered events to the archive as a new version, idempotently.
 
@@ -222,7 +245,8 @@ class RareEventArchive:
         window (the event has lasted longer) is replaced by its extended window. Adding the same
         events to the same base twice finds the version of the first time (content hash), so a
         replay adds nothing. Samples are built from ``panel`` as given: pass it truncated to the
-        session the monitor is at, so no label past that session is used.
+        session the monitor is at, so no label past that session is used. ``vix_fallback`` and
+        ``partial`` are as for :meth:`build` (and part of the new version's identity).
 
         Raises
         ------
@@ -239,6 +263,8 @@ class RareEventArchive:
         if record is None:
             raise ArchiveNotBuilt(f"archive version {base} is not recorded in the store")
         payload = {"base": record.content_hash, "source": source, "labels": labels.model_dump(mode="json"),
+                   "vix_fallback": (vix_fallback or VixFallback()).model_dump(mode="json"),
+                   "partial": partial,
                    "events": sorted((e.model_dump(mode="json") for e in pending), key=lambda e: e["name"])}
         content_hash = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
         existing = self._version_with_hash(content_hash)
@@ -251,7 +277,8 @@ class RareEventArchive:
         last = max(pd.Timestamp(e.end) for e in pending)
         built = build_samples(panel, first, last, horizon=labels.horizon, kind=labels.kind,
                               beta_lookback=labels.beta_lookback, barrier=labels.triple_barrier,
-                              provenance="archive", require_label=False).frame
+                              provenance="archive", require_label=False, partial=partial,
+                              vix_fallback=vix_fallback).frame
         dates = built.index.get_level_values("date")
         labelled_dates = dates[built["label"].notna().to_numpy()]
         empty = tuple(e.name for e in pending if not ((labelled_dates >= pd.Timestamp(e.start))

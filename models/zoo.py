@@ -24,8 +24,12 @@ Which variant fills each slot, and why (fit times on 2 cores, about 100,000 rows
   quadratic in rows.
 
 All eight accept ``sample_weight`` in ``fit`` (scikit-learn 1.9's MLP does), so no member needs
-weighted resampling. The served model is :class:`SoftVotingEnsemble`, whose member weights come
-from :func:`ensemble_weights` on purged validation log loss.
+weighted resampling. All eight take missing features (a gap, a short history: samples are built
+with ``partial``): the forests, XGBoost and LightGBM natively, the histogram booster on bin codes
+that keep them missing, and the MLP, logistic regression and SVM through
+:class:`ScaledClassifier`'s median imputation, fitted on the training rows. The served model is
+:class:`SoftVotingEnsemble`, whose member weights come from :func:`ensemble_weights` on purged
+validation log loss.
 """
 
 from __future__ import annotations
@@ -166,7 +170,8 @@ class QuantileBinnedClassifier(_PreparedInputs, ClassifierMixin, BaseEstimator):
     Given features that already hold at most ``n_bins`` distinct values, it takes them as the
     bins. This wrapper computes the edges from unweighted quantiles (as the booster does without
     weights) and passes the codes; the weights still drive every split, leaf value and the loss.
-    Missing values stay missing.
+    Missing values stay missing (the booster learns where they go); a feature with no value in
+    the training rows carries nothing and becomes one constant code.
 
     Parameters
     ----------
@@ -213,6 +218,9 @@ class QuantileBinnedClassifier(_PreparedInputs, ClassifierMixin, BaseEstimator):
         for j, edges in enumerate(self.edges_):
             codes[:, j] = np.searchsorted(edges, X[:, j], side="right")
         codes[np.isnan(X)] = np.nan
+        # No edges: the column had no value to fit on (the booster's binning fails on an
+        # all-missing column), so every row gets the same code.
+        codes[:, [j for j, edges in enumerate(self.edges_) if len(edges) == 0]] = 0.0
         return codes
 
     def _transform(self, X: Any) -> np.ndarray:
@@ -227,8 +235,8 @@ class NystroemSVC(ClassifierMixin, BaseEstimator):
     method approximates the same kernel with ``n_components`` random landmark features, on which
     a ``LinearSVC`` is an approximate kernel SVM; ``CalibratedClassifierCV`` (sigmoid) turns its
     margins into probabilities from out-of-fold margins, so the ensemble can soft-vote it.
-    Weights reach the SVM's hinge loss and the calibration. Expects standardised inputs (use it
-    inside :class:`ScaledClassifier`).
+    Weights reach the SVM's hinge loss and the calibration. Expects standardised inputs without
+    missing values (use it inside :class:`ScaledClassifier`, which imputes and standardises).
 
     Parameters
     ----------

@@ -3,7 +3,7 @@ rare-event detector."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -22,7 +22,18 @@ class RegimeRules(_Section):
     crash_drop_sessions: int = Field(10, ge=1)
     recovery_rise: float = Field(0.10, gt=0)
     recovery_exit_sessions: int = Field(63, ge=1)
-    fallback_vol_sessions: int = Field(21, ge=2)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fallback_moved(cls, data: Any) -> Any:
+        """The VIX fallback's window moved to ``market.vix_fallback.sessions``, shared with the
+        features: an old configuration that sets it here must not be silently ignored."""
+        if isinstance(data, dict) and "fallback_vol_sessions" in data:
+            raise ValueError(
+                "fallback_vol_sessions has moved: set market.vix_fallback.sessions instead (one VIX "
+                "fallback, shared by the features and the regime labeler) and delete it from monitors.regimes"
+            )
+        return data
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> RegimeRules:

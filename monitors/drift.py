@@ -8,7 +8,9 @@ tests were skipped and why; a skipped test is never a silent pass.
 
 * :class:`FeatureDriftDetector`: each feature's last few sessions against the training
   reference (KS, PSI, normalised Wasserstein), thresholds calibrated on the reference's own
-  windows, a Bonferroni correction over the features and a drift-share rule for the set;
+  windows, a Bonferroni correction over the features and a drift-share rule for the set. A
+  feature undefined for some rows (a symbol's gap or short history) is tested on its defined
+  rows; one with too few of them is skipped, named;
 * :class:`RegimeDriftDetector`: the recent regime mix against the training mix (chi-square and
   total variation distance);
 * :class:`PredictionDriftDetector`: the Jensen-Shannon distance of predicted probabilities
@@ -428,8 +430,9 @@ class FeatureDriftDetector(DriftDetector):
 
     def _ks_pvalues(self, live: np.ndarray, candidates: np.ndarray) -> dict[int, float]:
         """KS p-values of the ``candidates`` columns against the reference points: one vectorised
-        ``ks_2samp`` call for the columns without a missing value (the usual case, since feature
-        rows are complete), one call per column for the others."""
+        ``ks_2samp`` call for the columns without a missing value, one call per column on its
+        finite values for the others (a feature undefined for some symbols: a gap, a short
+        history)."""
         points = self.reference.points
         complete = [j for j in candidates if np.isfinite(live[:, j]).all()]
         out: dict[int, float] = {}

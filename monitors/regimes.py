@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from market.vix import vix_with_fallback
+from market.vix import VixFallback, vix_with_fallback
 from market.vocabulary import REGIMES, Regime
 from monitors.config import RegimeRules
 
@@ -24,6 +24,8 @@ from monitors.config import RegimeRules
 FALLBACK_PREFIX = "fallback "
 #: The rules of a default ``stormwatch.yaml`` (a frozen model, safe to share as a default).
 DEFAULT_RULES = RegimeRules()
+#: The VIX fallback of a default ``stormwatch.yaml`` (``market.vix_fallback``).
+DEFAULT_VIX_FALLBACK = VixFallback()
 #: Rule named where neither a VIX nor a fallback exists yet and no price rule holds: no label.
 NO_VIX_RULE = "no vix"
 
@@ -141,11 +143,11 @@ class RegimeLabeler:
 
     **VIX rules** (the baseline, thresholds from ``rules``): ``VIX > 35`` crash;
     ``25 <= VIX <= 35`` high_volatility; ``15 <= VIX < 25`` normal; ``VIX < 15`` low_volatility.
-    Where the VIX is missing, the realised volatility of the close series in VIX units
-    (:func:`market.vix.vix_with_fallback` over ``fallback_vol_sessions`` sessions) stands in and
-    the rule's name is prefixed ``"fallback "``. Before the fallback has enough history (the first
-    ``fallback_vol_sessions`` sessions) such a session is unlabelled (NaN, rule ``"no vix"``)
-    unless a price rule holds.
+    Where the VIX is missing, the VIX forecast from the close series' realised volatility
+    (:func:`market.vix.vix_with_fallback` with ``vix_fallback``, the same ``market.vix_fallback``
+    the features read) stands in and the rule's name is prefixed ``"fallback "``. Before the
+    fallback has enough history (its first ``sessions`` sessions) such a session is unlabelled
+    (NaN, rule ``"no vix"``) unless a price rule holds.
 
     **Price rules** override the VIX rules. They run on the close series (the market proxy's, or
     any symbol's) as a state machine with three states, VIX, CRASH and RECOVERY, starting in VIX:
@@ -183,6 +185,9 @@ class RegimeLabeler:
     ----------
     rules
         The thresholds (``monitors.regimes`` of ``stormwatch.yaml``).
+    vix_fallback
+        The VIX where it is missing (``market.vix_fallback`` of ``stormwatch.yaml``, shared with
+        the features).
 
     Examples
     --------
@@ -202,8 +207,11 @@ class RegimeLabeler:
     3 2020-05-25  low_volatility        17                    vix < 15
     """
 
-    def __init__(self, rules: RegimeRules = DEFAULT_RULES) -> None:
+    def __init__(
+        self, rules: RegimeRules = DEFAULT_RULES, vix_fallback: VixFallback = DEFAULT_VIX_FALLBACK
+    ) -> None:
         self.rules = rules
+        self.vix_fallback = vix_fallback
 
     def label(self, close: pd.Series, vix: pd.Series | None = None) -> RegimeTimeline:
         """Label every session of ``close`` (in time order), reading ``vix`` where it exists.
@@ -219,7 +227,7 @@ class RegimeLabeler:
         names = rule_names(rules)
         close = close.astype("float64")
         observed = vix if vix is not None else pd.Series(np.nan, index=close.index, dtype="float64")
-        level, fallback = vix_with_fallback(observed, close, sessions=rules.fallback_vol_sessions)
+        level, fallback = vix_with_fallback(observed, close, self.vix_fallback)
 
         # VIX rules, vectorised: the code of the first band the level falls in, 4 where it is NaN.
         v = level.to_numpy()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.cli.common import console, fail
+from flows.cli.common import ConfigOption, console, fail, load
 
 app = typer.Typer(help="The feature catalogue.", no_args_is_help=True)
 
@@ -17,9 +17,14 @@ app = typer.Typer(help="The feature catalogue.", no_args_is_help=True)
 def features_list(
     family: Annotated[str | None, typer.Option(
         help="Only this family, in any case (e.g. volatility, macro).", show_default=False)] = None,
+    config: ConfigOption = None,
 ) -> None:
     """List every feature with its family, lookback and definition."""
-    from market.features import FEATURES
+    from market.features import feature_specs
+
+    loaded, _ = load(config, home=False)
+    # The VIX features' lookbacks include the configured fallback's warm-up (market.vix_fallback).
+    FEATURES = feature_specs(loaded.config.market.vix_fallback)  # noqa: N806 - the catalogue, as in market
 
     wanted = family.strip().lower().replace(" ", "_").replace("-", "_") if family is not None else None
     chosen = [f for f in FEATURES if wanted is None or f.family == wanted]

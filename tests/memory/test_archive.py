@@ -107,16 +107,30 @@ def test_rebuild_is_a_no_op_and_a_change_makes_a_new_readable_version(store: Sto
 
 
 def test_a_short_history_is_counted_not_hidden(store: Store, tmp_path: Path) -> None:
-    """A symbol listed after an event began has fewer samples there, and the count says why."""
+    """A symbol listed after an event began has fewer samples there, and the count says why: its
+    rows are kept with their long-window features undefined (``partial``), and unlabelled where
+    the excess-return label's 252-session beta does not exist yet; with every feature required
+    (``partial=False``) they are dropped for their lookback instead, and the identity differs."""
     panel = simulated_panel(date(2009, 6, 30), small_universe(1))
     late = panel.close.copy()
     late.loc[:"2008-06-30", "XOM"] = float("nan")
     panel = BarPanel(panel.open, panel.high, panel.low, late, panel.volume, panel.proxy, panel.vix, panel.sectors)
     crisis = archive_of("1.1.0", CONFIG.memory.archive.events[:1])
-    build = RareEventArchive(tmp_path / "archive", store).build(crisis, panel, LABELS, "simulated")
-    row = build.counts.iloc[0]
-    assert row["dropped_lookback"] > 0
-    assert row["samples"] + row["dropped_lookback"] + row["unlabelled"] == row["sessions"] * row["symbols"]
+    archive = RareEventArchive(tmp_path / "archive", store)
+    excess = archive.build(crisis, panel, LABELS, "simulated")
+    total = archive.build(crisis, panel, LabelSettings(kind="total"), "simulated")
+    strict = archive.build(crisis, panel, LABELS, "simulated", partial=False)
+    assert len({excess.content_hash, total.content_hash, strict.content_hash}) == 3
+    assert all(build.built for build in (excess, total, strict))
+    for build in (excess, total, strict):
+        row = build.counts.iloc[0]
+        assert row["samples"] + row["dropped_lookback"] + row["unlabelled"] == row["sessions"] * row["symbols"]
+    assert excess.counts.iloc[0]["dropped_lookback"] == 0 and excess.counts.iloc[0]["unlabelled"] > 0
+    assert strict.counts.iloc[0]["dropped_lookback"] > 0
+    young = archive.load(total.version).xs("XOM", level="symbol")
+    first_session = panel.sessions[panel.sessions >= pd.Timestamp(crisis.events[0].start)][0]
+    assert young.index[0] == first_session and young["ret_1"].notna().all()
+    assert young["ret_250"].isna().all() and young["vol_20"].notna().all()
 
 
 # -- growth by discovered events ---------------------------------------------------------------

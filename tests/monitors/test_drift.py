@@ -222,3 +222,32 @@ def test_the_monitor_runs_what_it_has_and_names_what_it_lacks() -> None:
     restored = pickle.loads(pickle.dumps(monitor))
     assert restored.latest.keys() == {"feature", "regime"}
     assert {detector for _, detector in raised} == {"feature", "regime"}
+
+
+def test_features_undefined_for_some_symbols_are_tested_on_the_rest() -> None:
+    """A young symbol's long-window features and a gap's rows are NaN (samples built with
+    ``partial``): those rows are left out of the feature's test, the others still find the shift,
+    and a feature no symbol defines in the live window is skipped by name."""
+    young = ["S00", "S01", "S02", "S03"]
+
+    def undefined(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        symbols = frame.index.get_level_values("symbol")
+        frame.loc[symbols.isin(young), "calm_a"] = np.nan
+        frame.loc[np.random.default_rng(3).random(len(frame)) < 0.1, "jumpy"] = np.nan
+        return frame
+
+    reference = FeatureReference.from_frame(undefined(REFERENCE), min_reference_rows=100)
+    assert reference.skipped == () and reference.rows == len(REFERENCE)
+    detector = FeatureDriftDetector(reference, drift_share=0.5)
+    live = sessions_of(undefined(STREAM))
+    assert perform_test(detector, live) == [61, 64, 67, 70, 73, 76, 79, 82, 85, 88]
+
+    detector = FeatureDriftDetector(reference, drift_share=0.5)
+    for frame in live[:62]:
+        detector.update(frame)
+    assert detector.report.tested == 4 and {"calm_a", "jumpy"} <= {i.name for i in detector.report.items}
+    gone = STREAM.assign(calm_a=np.nan)  # nobody defines it any more: skipped, named, not a crash
+    for frame in sessions_of(gone)[:3]:
+        detector.update(frame)
+    assert ("calm_a", "the live window has 0 finite rows, needs 20") in detector.report.skipped

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from market.config import SimulatorSettings
 from market.sources.bundled import BundledSource
 from market.sources.simulated import SimulatedSource
-from market.vix import realised_vix
+from market.vix import VixFallback, realised_vix
 from market.vocabulary import REGIMES, Regime
 from monitors.config import RegimeRules
 from monitors.regimes import FALLBACK_PREFIX, NO_VIX_RULE, RegimeLabeler, RegimeTimeline, label_samples
@@ -261,14 +261,29 @@ def test_without_a_vix_the_realised_volatility_fallback_labels_and_says_so() -> 
     close = series(100.0 * np.exp(np.cumsum(rng.normal(0, 0.012, 300))))
     timeline = RegimeLabeler().label(close)
     assert timeline.fallback.all()
-    expected = realised_vix(close, RegimeRules().fallback_vol_sessions)
+    expected = realised_vix(close, VixFallback())
     pd.testing.assert_series_equal(timeline.vix, expected, check_names=False)
-    warm_up = RegimeRules().fallback_vol_sessions
+    warm_up = VixFallback().sessions
     assert timeline.regime.iloc[:warm_up].isna().all() and set(timeline.rule.iloc[:warm_up]) == {NO_VIX_RULE}
     labelled = timeline.rule.iloc[warm_up:]
     assert labelled.str.startswith(FALLBACK_PREFIX).all()
     assert timeline.regime.iloc[warm_up:].notna().all()
     assert "unlabelled" in timeline.counts().index
+
+
+def test_the_labeler_reads_the_fallback_it_is_given() -> None:
+    rng = np.random.default_rng(7)
+    close = series(100.0 * np.exp(np.cumsum(rng.normal(0, 0.012, 300))))
+    longer = VixFallback(sessions=63, intercept=20.0)
+    timeline = RegimeLabeler(RegimeRules(), longer).label(close)
+    pd.testing.assert_series_equal(timeline.vix, realised_vix(close, longer), check_names=False)
+    assert timeline.regime.iloc[:63].isna().all() and timeline.regime.iloc[63:].notna().all()
+    assert (timeline.vix.iloc[63:] > RegimeLabeler().label(close).vix.iloc[63:]).all()
+
+
+def test_the_old_fallback_setting_is_refused_naming_the_new_one() -> None:
+    with pytest.raises(ValueError, match=r"fallback_vol_sessions has moved: set market\.vix_fallback\.sessions"):
+        RegimeRules.model_validate({"fallback_vol_sessions": 21})
 
 
 def test_a_gap_in_the_vix_is_filled_by_the_fallback_only_there() -> None:
