@@ -77,6 +77,9 @@ log = logging.getLogger(__name__)
 
 #: Most sessions one cycle processes; a monitor far behind catches up over several cycles.
 MAX_SESSIONS_PER_CYCLE = 260
+#: The share of the training window's newest sessions that retraining holds out for validation
+#: (``models.validation.regime_validation_sets``): the champion never trained on them.
+HELD_OUT_TAIL = 0.2
 #: Namespace of the stable ids of the monitor's Prefect events (one id per session and event).
 EVENT_NAMESPACE = uuid.UUID("6f1d3c52-8a0e-4a7c-9d0b-5b7d2e0c9a11")
 
@@ -274,7 +277,7 @@ def build_detectors(loaded: LoadedConfig, panel: BarPanel, timeline: RegimeTimel
 def _reference_predictions(loaded: LoadedConfig, detectors: Detectors, reference: pd.DataFrame,
                            models: Models, not_run: dict[str, str]) -> None:
     """Prediction drift's reference: the champion's probabilities on the reference window's last
-    ``models.validation.holdout_fraction`` (the window tail its training held out)."""
+    :data:`HELD_OUT_TAIL` (the window tail its training held out as a validation set)."""
     config = loaded.config
     detectors.predicted = []
     if models.champion is None:
@@ -282,7 +285,7 @@ def _reference_predictions(loaded: LoadedConfig, detectors: Detectors, reference
         not_run["prediction"] = "no champion yet"
         return
     days = reference.index.get_level_values("date").unique()
-    tail = days[-max(int(len(days) * config.models.validation.holdout_fraction), 5):]
+    tail = days[-max(int(len(days) * HELD_OUT_TAIL), 5):]
     rows = reference.loc[reference.index.get_level_values("date").isin(tail)]
     p = positive_class_proba(models.loaded[models.champion], rows)
     try:

@@ -74,3 +74,44 @@ def monitor_backtest(
                       f"{', '.join(outcome.archive_versions) or 'none'}")
     if outcome.plot is not None:
         console.print(f"Plot: {outcome.plot}")
+
+
+@app.command("run")
+def monitor_run(
+    source: SourceOption = None,
+    csv_dir: CsvDirOption = None,
+    symbols: SymbolsOption = None,
+    end: EndOption = None,
+    prefect: Annotated[bool, typer.Option(help="Run as the Prefect flow (events to Prefect); "
+                                                "--no-prefect runs the same cycle in plain Python.")] = True,
+    config: ConfigOption = None,
+) -> None:
+    """One monitor cycle: every session not processed yet, up to --end (default: the latest).
+
+    Each session is scored by the champion (and the challenger, in the shadow), its matured
+    labels feed the drift detectors and the replay buffer, rare-event discovery grows the
+    archive, and the cycle's events go to Prefect (drift, rare event)."""
+    from flows.cli.retrain import prefect_defaults
+
+    selection = market_selection(source, csv_dir, symbols, None, end)
+    loaded, settings = load(config)
+    with cli_errors():
+        if prefect:
+            prefect_defaults(settings)
+            from flows.monitor import monitor
+
+            report = monitor(source=selection.source, symbols=list(selection.symbols or []) or None,
+                             config_path=str(config) if config else None,
+                             csv_dir=str(selection.csv_dir) if selection.csv_dir else None,
+                             through=selection.end)
+        else:
+            from flows.watch import run_cycle
+
+            report = run_cycle(loaded, settings, selection, selection.end)
+    console.print(report.describe())
+    for detector, reason in report.not_run.items():
+        console.print(f"[yellow]{detector} drift not run:[/yellow] {reason}")
+    for event in report.delivered:
+        console.print(f"event {event['event']}: {event['payload'].get('summary', '')}")
+    if report.skipped:
+        raise typer.Exit(1)
