@@ -58,6 +58,7 @@ from models.zoo import (
     TRUSTED_TYPE_PREFIXES,
     SoftVotingEnsemble,
     ensemble_weights,
+    fit_inputs,
     for_reproducible_prediction,
     positive_class_proba,
 )
@@ -375,8 +376,8 @@ def fit_member(name: str, spec: MemberSpec, training_set: TrainingSet) -> Fitted
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        estimator.fit(training_set.samples.features, training_set.samples.target.to_numpy(),
-                      sample_weight=training_set.weights)
+        estimator.fit(fit_inputs(estimator, training_set.samples.features),
+                      training_set.samples.target.to_numpy(), sample_weight=training_set.weights)
     seen = tuple(dict.fromkeys(f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught))
     for_reproducible_prediction(estimator)
     return FittedMember(name=name, model=estimator, fit_seconds=time.perf_counter() - started, warnings=seen)

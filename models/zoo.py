@@ -395,6 +395,29 @@ def build_estimator(module_path: str, class_name: str, kwargs: Mapping[str, Any]
 # --------------------------------------------------------------------------------------------
 
 
+def fit_inputs(model: Any, X: pd.DataFrame) -> pd.DataFrame:
+    """``X`` as ``model.fit`` can take it when features are missing.
+
+    scikit-learn 1.9's forests look for missing values through a writable view of their input,
+    and pandas' copy-on-write hands out read-only arrays: a float32 feature frame whose rows are
+    contiguous and that holds a NaN fails their fit ("buffer source array is read-only"). As
+    float64 (exact for float32 values) the forest converts it into a fresh float32 array, so it
+    fits the same bits. Every other member, and a frame without a missing value, gets ``X``.
+
+    Examples
+    --------
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> X = pd.DataFrame({"a": np.array([0.0, np.nan, 1.0, 2.0], dtype=np.float32)})
+    >>> fit_inputs(RandomForestClassifier(), X).dtypes.tolist(), fit_inputs(ScaledClassifier(), X) is X
+    ([dtype('float64')], True)
+    """
+    from sklearn.ensemble._forest import BaseForest
+
+    if isinstance(model, BaseForest) and isinstance(X, pd.DataFrame) and X.isna().to_numpy().any():
+        return X.astype(np.float64)
+    return X
+
+
 def for_reproducible_prediction(model: Any) -> Any:
     """``model`` set to predict the same bits on every call, and so after a write and a read.
 

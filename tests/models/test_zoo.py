@@ -10,7 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from flows.config import ConfigError, parse_config
 from models.config import ModelsConfig
-from models.zoo import SoftVotingEnsemble, ZooConfigError, build_estimator, ensemble_weights
+from models.zoo import SoftVotingEnsemble, ZooConfigError, build_estimator, ensemble_weights, fit_inputs
 from tests.conftest import DEFAULT_CONFIG
 
 
@@ -46,22 +46,55 @@ def test_every_member_receives_and_honours_its_weights(name: str, data) -> None:
     assert list(getattr(weighted, "feature_names_in_", X.columns)) == list(X.columns)
 
 
+def _as_the_flow_hands_it(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as float32 with contiguous rows behind a read-only array (pandas' copy-on-write),
+    which is how the training set's features reach the members."""
+    values = np.ascontiguousarray(frame.to_numpy(dtype=np.float32))
+    shaped = pd.DataFrame(values, index=frame.index, columns=frame.columns, copy=False)
+    held = np.asarray(shaped)
+    assert held.flags.c_contiguous and not held.flags.writeable
+    return shaped
+
+
 @pytest.mark.parametrize("name", list(ModelsConfig().zoo))
 def test_every_member_fits_and_predicts_with_missing_features(name: str, data) -> None:
     """Samples built with ``partial`` hold NaN where a feature's window covers a gap or reaches
     before a symbol's first bar: scattered holes, a young block of long-window features, and a
-    feature no training row defines. Every member fits on them and predicts probabilities."""
+    feature no training row defines. Every member fits on them, as the flow fits it, and
+    predicts probabilities."""
+    from flows.training import TrainingSet, fit_member
+    from market.samples import Samples
+    from memory.hybrid import HybridSet
+
     X, y = data
     rng = np.random.default_rng(1)
     holed = X.mask(rng.random(X.shape) < 0.2)
     holed.iloc[:300, 1:4] = np.nan  # a young symbol: its long-window features undefined
     holed["f5"] = np.nan  # undefined on every training row
-    model = small(ModelsConfig().zoo[name]).build().fit(holed, y, sample_weight=np.ones(len(y)))  # type: ignore[index]
-    live = X.iloc[:200].assign(f1=np.nan)  # f5 now defined, f1 now undefined
+    holed = _as_the_flow_hands_it(holed)
+    samples = Samples(features=holed, target=pd.Series(y, index=holed.index), rows=pd.DataFrame(index=holed.index))
+    training_set = TrainingSet(samples=samples, weights=np.ones(len(y)), content_hash="",
+                               hybrid=HybridSet(samples=samples, counts=pd.DataFrame(), archive_shares=pd.DataFrame()))
+    model = fit_member(name, small(ModelsConfig().zoo[name]), training_set).model  # type: ignore[index]
+    live = _as_the_flow_hands_it(X.iloc[:200].assign(f1=np.nan))  # f5 now defined, f1 now undefined
     for frame in (holed, live):
         p = model.predict_proba(frame)[:, 1]
         assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all(), name
     assert ((model.predict_proba(holed)[:, 1] > 0.5) == y).mean() > 0.55, name  # f0 still informs
+
+
+def test_forests_are_handed_a_frame_they_can_fit_with_missing_values(data) -> None:
+    """Without :func:`fit_inputs`, scikit-learn's forests refuse such a frame; with it, they fit
+    the same trees as on a writable copy of the same values."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = data
+    holed = _as_the_flow_hands_it(X.mask(np.random.default_rng(2).random(X.shape) < 0.1))
+    with pytest.raises(ValueError, match="read-only"):
+        RandomForestClassifier(n_estimators=3, random_state=0).fit(holed, y)
+    fitted = RandomForestClassifier(n_estimators=3, random_state=0).fit(fit_inputs(RandomForestClassifier(), holed), y)
+    writable = RandomForestClassifier(n_estimators=3, random_state=0).fit(holed.to_numpy().copy(), y)
+    np.testing.assert_array_equal(fitted.predict_proba(holed), writable.predict_proba(holed.to_numpy()))
 
 
 def _with_zoo(text: str) -> str:
