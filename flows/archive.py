@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 
 import pandas as pd
@@ -119,3 +119,54 @@ def build_archive(
                              on_progress=on_progress, vix_fallback=loaded.config.market.vix_fallback)
     finally:
         archive.store.dispose()
+
+
+@dataclass(frozen=True)
+class ArchiveWithDiscoveries:
+    """The archive version that holds the configured events and every discovered one."""
+
+    version: str
+    added: tuple[str, ...]  # discovered events a version was built for just now
+    built: tuple[str, ...]  # the versions built just now
+
+
+def with_discoveries(loaded: LoadedConfig, settings: Settings, source: str, base: str,
+                     panel: BarPanel) -> ArchiveWithDiscoveries:
+    """``base`` (the configured events' version) grown with every closed, new rare event the
+    monitor discovered by ``panel``'s last session, one version per event in the order they
+    closed, each built from the bars known on the session it closed.
+
+    This is the archive both the monitor grows and retraining reads: growing the same base with
+    the same events finds the same versions (content hash), so retraining pays only lookups."""
+    from memory.config import ArchiveEvent
+    from memory.watch_log import discovered_events, mark_archived
+
+    config = loaded.config
+    last = panel.sessions[-1]
+    store = open_store(settings)
+    try:
+        closed = sorted((e for e in discovered_events(store, source=source)
+                         if e.status == "closed" and e.known_as is None and e.closed_on is not None
+                         and pd.Timestamp(e.closed_on) <= last), key=lambda e: (e.closed_on, e.name))
+    finally:
+        store.dispose()
+    version, added, built = base, [], []
+    if not closed:
+        return ArchiveWithDiscoveries(version, (), ())
+    archive = open_archive(settings)
+    try:
+        for event in closed:
+            growth = archive.add_events(
+                [ArchiveEvent(name=event.name, start=event.start, end=event.end, regime=event.regime,  # type: ignore[arg-type]
+                              weight=config.monitors.rare_events.archive_weight)],
+                panel.truncate(pd.Timestamp(event.closed_on)), config.market.labels, source, base=version,
+                vix_fallback=config.market.vix_fallback)
+            if growth.built:
+                built.append(growth.version)
+                added.append(event.name)
+            if growth.version != version or event.name in growth.added:
+                mark_archived(archive.store, source=source, names=[event.name], version=growth.version)
+            version = growth.version
+    finally:
+        archive.store.dispose()
+    return ArchiveWithDiscoveries(version, tuple(added), tuple(built))

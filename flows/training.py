@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss
 
-from flows.archive import build_archive, open_archive
+from flows.archive import build_archive, open_archive, with_discoveries
 from flows.config import LoadedConfig, Settings, StormwatchConfig
 from flows.data import MarketSelection, fetch_market_data, open_selection, open_store
 from market.cache import BarCache
@@ -185,14 +185,16 @@ def archive_samples(
     *,
     version: str | None = None,
 ) -> ArchiveSamples:
-    """The archive built from the bars up to T (built first if needed; a no-op when unchanged),
-    or the given ``version`` when rebuilding a past run. Rows are regimed by their event
+    """The archive built from the bars up to T (built first if needed; a no-op when unchanged) and
+    grown with the rare events the monitor discovered and saw close by T, or the given ``version``
+    when rebuilding a past run. Rows are regimed by their event
     (``memory.hybrid.archive_regime: event``) or by the causal labeler (``labeler``)."""
     config = loaded.config
     built = False
-    if version is None:
+    if version is None:  # the configured events, and the rare events the monitor found by T
         build = build_archive(loaded, settings, data.source, panel=data.panel)
-        version, built = build.version, build.built
+        grown = with_discoveries(loaded, settings, data.source, build.version, data.panel)
+        version, built = grown.version, build.built or bool(grown.built)
     archive = open_archive(settings)
     try:
         frame = archive.load(version)

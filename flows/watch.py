@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flows.archive import build_archive, cached_panel, latest_archive_version, open_archive
+from flows.archive import build_archive, cached_panel, with_discoveries
 from flows.config import LoadedConfig, Settings
 from flows.data import FetchOutcome, MarketSelection, fetch_market_data, open_selection, open_store
 from flows.monitor_backtest import drift_rows, event_rows
@@ -49,17 +49,10 @@ from market.labels import make_labels
 from market.panel import BarPanel
 from market.samples import Samples
 from market.sources.base import MarketDataError, MarketSource
-from memory.archive import ArchiveNotBuilt
-from memory.config import ArchiveEvent
 from memory.live import LiveLog, SessionAlreadyProcessed, SessionWrite
 from memory.registry import CHALLENGER, CHAMPION, Registry
 from memory.replay import ReplayBuffer, log_loss_per_row
-from memory.watch_log import (
-    discovered_events,
-    mark_archived,
-    record_discovered_events,
-    record_drift_events,
-)
+from memory.watch_log import discovered_events, record_discovered_events, record_drift_events
 from models.zoo import positive_class_proba
 from monitors.drift import (
     DriftMonitor,
@@ -526,40 +519,19 @@ def _matured_samples(frame: pd.DataFrame, champs: pd.DataFrame, labels: Any, tim
 
 def grow_archive(loaded: LoadedConfig, settings: Settings, source: str,
                  panel: BarPanel) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Add every closed, new discovered event not archived yet, each built from the bars known on
-    the session it closed. Idempotent: the versions are content-hashed, and an event is marked
-    with the version that holds it."""
-    config = loaded.config
+    """Grow the archive with every closed, new discovered event (see
+    :func:`flows.archive.with_discoveries`); returns the events added and the versions built."""
     store = open_store(settings)
     try:
-        waiting = [e for e in discovered_events(store, source=source)
-                   if e.status == "closed" and e.known_as is None and e.archive_version is None
-                   and e.closed_on is not None and pd.Timestamp(e.closed_on) <= panel.sessions[-1]]
+        waiting = any(e.status == "closed" and e.known_as is None and e.archive_version is None
+                      for e in discovered_events(store, source=source))
     finally:
         store.dispose()
     if not waiting:
         return (), ()
-    archive = open_archive(settings)
-    versions: list[str] = []
-    archived: list[str] = []
-    try:
-        try:
-            latest_archive_version(archive, source)
-        except ArchiveNotBuilt:
-            build_archive(loaded, settings, source)
-        for event in sorted(waiting, key=lambda e: e.closed_on):  # type: ignore[arg-type, return-value]
-            growth = archive.add_events(
-                [ArchiveEvent(name=event.name, start=event.start, end=event.end, regime=event.regime,  # type: ignore[arg-type]
-                              weight=config.monitors.rare_events.archive_weight)],
-                panel.truncate(pd.Timestamp(event.closed_on)), config.market.labels, source)  # type: ignore[arg-type]
-            if growth.built:
-                versions.append(growth.version)
-            if event.name in growth.added:
-                mark_archived(archive.store, source=source, names=[event.name], version=growth.version)
-                archived.append(event.name)
-    finally:
-        archive.store.dispose()
-    return tuple(archived), tuple(versions)
+    base = build_archive(loaded, settings, source, panel=panel).version
+    grown = with_discoveries(loaded, settings, source, base, panel)
+    return grown.added, grown.built
 
 
 def deliver_events(settings: Settings, source: str,

@@ -34,7 +34,7 @@ class SimulatorSettings(_Section):
     #: Last historical session; ``None`` means today.
     end: date | None = None
     #: Simulated sessions after ``end`` (the "live" period the monitor walks through).
-    live_sessions: int = Field(60, ge=0)
+    live_sessions: int = Field(120, ge=0)
     live_storm: LiveStorm | None = LiveStorm()
 
     @model_validator(mode="after")

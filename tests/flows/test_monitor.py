@@ -4,7 +4,7 @@ champion and challenger scored live, their labels matured, the champion's worst 
 replay buffer; events stored and delivered once, with stable ids; the Prefect flow end to end.
 
 The market is the simulated one (11 symbols, history from 2018, "today" pinned at 2026-06-01
-and its 60 live sessions after it, the live storm from the 21st); the champion and challenger
+and its 120 live sessions after it, the live storm from the 21st); the champion and challenger
 are small scaled logistic regressions trained here on bars before today, recorded and promoted
 through the real run store and registry."""
 
@@ -36,7 +36,7 @@ from models.zoo import SoftVotingEnsemble, build_estimator
 from tests.flows.test_retrain import small_config
 
 TODAY = date(2026, 6, 1)
-LIVE = nyse_sessions(date(2026, 6, 2), date(2026, 9, 30))[:60]
+LIVE = nyse_sessions(date(2026, 6, 2), date(2027, 1, 31))[:120]
 
 
 def monitor_config(path: Path) -> Path:
@@ -284,3 +284,21 @@ def test_the_command_runs_one_cycle_in_plain_python(world, tmp_path: Path) -> No
                                       "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert f"processed {LIVE[0].date()} to {LIVE[1].date()} (2 sessions)" in result.output
+
+
+def test_the_live_storm_grows_the_archive_that_the_next_retraining_reads(world) -> None:
+    from flows.training import archive_samples, label_regimes, refresh_market_data
+
+    loaded, settings = world
+    report = run_cycle(loaded, settings, MarketSelection(), LIVE[119].date(), retry_delays=())
+    assert report.proposed and report.archived, report.describe()
+    assert report.archive_versions and set(report.archived) <= set(report.proposed)
+    data = refresh_market_data(loaded, settings, MarketSelection(), LIVE[119].date())
+    archived = archive_samples(loaded, settings, data, label_regimes(loaded.config, data))
+    assert archived.version == report.archive_versions[-1]
+    events = set(archived.samples.rows["event"].astype(str))
+    assert set(report.archived) <= events and "2020 COVID crash" in events
+    # A retraining as of today (before the storm) reads the configured events only.
+    before = refresh_market_data(loaded, settings, MarketSelection(), TODAY)
+    assert archive_samples(loaded, settings, before, label_regimes(loaded.config, before)).version not in \
+        report.archive_versions
