@@ -4,6 +4,7 @@ labels compare with the simulated market's true regimes and with real 2008 histo
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flows.config import ConfigError, load_config
 from market.config import SimulatorSettings
 from market.sources.bundled import BundledSource
 from market.sources.simulated import SimulatedSource
@@ -18,6 +20,7 @@ from market.vix import VixFallback, realised_vix
 from market.vocabulary import REGIMES, Regime
 from monitors.config import RegimeRules
 from monitors.regimes import FALLBACK_PREFIX, NO_VIX_RULE, RegimeLabeler, RegimeTimeline, label_samples
+from tests.conftest import DEFAULT_CONFIG
 from tests.panels import simulated_panel, small_universe
 
 FALL = "fall >= 15% in 10 sessions"
@@ -281,9 +284,16 @@ def test_the_labeler_reads_the_fallback_it_is_given() -> None:
     assert (timeline.vix.iloc[63:] > RegimeLabeler().label(close).vix.iloc[63:]).all()
 
 
-def test_the_old_fallback_setting_is_refused_naming_the_new_one() -> None:
+def test_the_old_fallback_setting_is_refused_naming_the_new_one(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"fallback_vol_sessions has moved: set market\.vix_fallback\.sessions"):
         RegimeRules.model_validate({"fallback_vol_sessions": 21})
+    old = tmp_path / "stormwatch.yaml"  # a user's file from before the setting moved
+    old.write_text(DEFAULT_CONFIG.read_text().replace(
+        "    recovery_exit_sessions: 63\n", "    recovery_exit_sessions: 63\n    fallback_vol_sessions: 21\n"))
+    with pytest.raises(ConfigError) as refused:
+        load_config(old)
+    message = " ".join(str(refused.value).split())
+    assert "monitors.regimes: fallback_vol_sessions has moved: set market.vix_fallback.sessions" in message
 
 
 def test_a_gap_in_the_vix_is_filled_by_the_fallback_only_there() -> None:
