@@ -1,0 +1,90 @@
+"""The same retraining on a real local Dask cluster (prefect-dask) and in process: same models.
+
+A small run (four symbols of the simulated market, a zoo of two members) is trained twice on
+the session's Prefect server: once with ``flows.task_runner.kind: threads``, once with ``dask``
+(a ``LocalCluster`` of two worker processes that the runner starts and stops). The training set,
+the per-regime accuracy, the ensemble weights and the predictions of every member and of the
+ensemble on the same rows must be equal bit for bit.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from flows.config import Settings, TaskRunnerConfig, load_config
+from market.features import FEATURE_NAMES
+from tests.conftest import DEFAULT_CONFIG
+from tests.flows.conftest import PrefectServer
+
+AS_OF = date(2026, 6, 1)
+MEMBERS = ("lightgbm", "logistic_regression")
+
+
+def tiny_config(path: Path, kind: str) -> Path:
+    """The default configuration on four symbols with two small members and the given runner."""
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    raw["market"]["universe"]["members"] = raw["market"]["universe"]["members"][:4]
+    raw["models"]["zoo"] = {name: raw["models"]["zoo"][name] for name in MEMBERS}
+    raw["models"]["zoo"]["lightgbm"]["kwargs"]["n_estimators"] = 40
+    raw["flows"]["task_runner"] = {"kind": kind, "n_workers": 2, "threads_per_worker": 1}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _train(root: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    from flows.retrain import run_retrain
+    from flows.runners import configured_task_runner
+    from flows.training import open_runs
+
+    home = root / kind
+    monkeypatch.setenv("STORMWATCH_HOME", str(home))
+    config = tiny_config(root / f"{kind}.yaml", kind)
+    loaded = load_config(config)
+    runner = configured_task_runner(loaded)
+    assert type(runner).__name__ == {"threads": "ThreadPoolTaskRunner", "dask": "DaskTaskRunner"}[kind]
+    outcome = run_retrain(config_path=str(config), as_of=AS_OF, task_runner=runner)
+    runs = open_runs(Settings())
+    try:
+        ensemble = runs.load(outcome.run_id)
+    finally:
+        runs.store.dispose()
+    return outcome, ensemble
+
+
+def test_dask_on_a_local_cluster_trains_the_same_models_as_threads_in_process(
+    prefect_api: PrefectServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_process, threads_model = _train(tmp_path, "threads", monkeypatch)
+    on_dask, dask_model = _train(tmp_path, "dask", monkeypatch)
+    assert on_dask.training_set_hash == in_process.training_set_hash
+    assert set(on_dask.fit_seconds) == set(MEMBERS)
+    pd.testing.assert_frame_equal(on_dask.accuracy, in_process.accuracy, check_exact=True)
+    assert on_dask.ensemble_weights == in_process.ensemble_weights
+    rng = np.random.default_rng(7)
+    rows = pd.DataFrame(rng.normal(size=(400, len(FEATURE_NAMES))), columns=list(FEATURE_NAMES))
+    for name in MEMBERS:
+        np.testing.assert_array_equal(dask_model.members[name].predict_proba(rows),
+                                      threads_model.members[name].predict_proba(rows), err_msg=name)
+    np.testing.assert_array_equal(dask_model.predict_proba(rows), threads_model.predict_proba(rows))
+
+
+def test_the_runner_is_built_from_the_configuration_key() -> None:
+    from prefect_dask import DaskTaskRunner
+
+    from flows.runners import build_task_runner, local_cluster
+
+    remote = build_task_runner(TaskRunnerConfig(kind="dask", address="tcp://127.0.0.1:8786"))
+    assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://127.0.0.1:8786"
+    local = build_task_runner(TaskRunnerConfig(kind="dask", n_workers=3, threads_per_worker=2))
+    assert local.address is None and local.cluster_class is local_cluster
+    assert local.cluster_kwargs == {"n_workers": 3, "threads_per_worker": 2, "processes": True,
+                                    "host": "127.0.0.1", "dashboard_address": None}
+    with pytest.raises(ValueError, match="must name a Dask scheduler"):
+        TaskRunnerConfig(kind="dask", address="127.0.0.1:8786")
