@@ -134,7 +134,8 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
             elif isinstance(column, Integral) and 0 <= int(column) < n_features:
                 out.append(int(column))
             else:
-                raise ValueError(f"{what}: {column!r} is neither a column name nor a position below {n_features}")
+                raise ValueError(f"{what}: {column!r} is neither a column name nor a position "
+                                 f"below {n_features}")
         if not out:
             raise ValueError(f"{what} is empty: name at least one column")
         return np.asarray(out, dtype=np.int64)

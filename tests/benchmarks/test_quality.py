@@ -1,0 +1,76 @@
+"""The quality benchmark's own honesty: nothing of the simulator's truth reaches a feature, and
+with labels shuffled in time the same pipeline scores at chance."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import quality
+from flows.config import load_config
+from tests.conftest import DEFAULT_CONFIG
+
+SEED = quality.BASE_SEED
+MEMBERS = ["lightgbm", "regime_aware"]  # a tree and the linear member: enough to fit what leaks
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_config(DEFAULT_CONFIG).config
+
+
+@pytest.fixture(scope="module")
+def market(base):
+    return quality.simulate(quality.benchmark_config(base, SEED, per_sector=1))
+
+
+def scrambled(market):
+    """The same bars with the simulator's truth replaced by noise: regimes permuted in time, the
+    oracle and the expected returns drawn at random."""
+    rng = np.random.default_rng(1)
+    regimes = pd.Series(rng.permutation(market.regimes.to_numpy()), index=market.regimes.index,
+                        name=market.regimes.name)
+    expected = pd.DataFrame(rng.normal(size=market.expected_excess_return.shape),
+                            index=market.expected_excess_return.index, columns=market.expected_excess_return.columns)
+    oracle = pd.DataFrame(np.where(expected.to_numpy() >= 0, 1, -1).astype(np.int8), index=expected.index,
+                          columns=expected.columns)
+    return dataclasses.replace(market, regimes=regimes, expected_excess_return=expected, oracle=oracle)
+
+
+def test_neither_the_true_regime_nor_the_oracle_reaches_a_feature(base, market, tmp_path: Path) -> None:
+    """Every prediction the benchmark scores is bit-for-bit the same when the simulator's true
+    regimes and oracle are noise: they reach no feature, no training row and no model. Only the
+    oracle's own row and the true-regime grouping change."""
+    kwargs = {"members": MEMBERS, "held_out": ["2018 Volmageddon"], "per_sector": 1}
+    real = quality.run_seed(base, SEED, home=tmp_path / "real", market=market, **kwargs)
+    noise = quality.run_seed(base, SEED, home=tmp_path / "noise", market=scrambled(market), **kwargs)
+
+    def scored(run):
+        frame = pd.DataFrame(run["records"])
+        return frame.loc[(frame["variant"] != "oracle") & (frame["regime_source"] == "labeler")].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(scored(real), scored(noise))
+    oracle = [pd.DataFrame(r["records"]).query("variant == 'oracle' and regime == 'overall'")["hits"].to_numpy()
+              for r in (real, noise)]
+    assert not np.array_equal(*oracle)  # the truth did change, and the benchmark did read it for the oracle
+    assert {"member: lightgbm", "member: regime_aware", quality.ENSEMBLE} <= set(scored(real)["variant"])
+
+
+def test_labels_shuffled_in_time_score_at_chance(base, market, tmp_path: Path) -> None:
+    """Training labels permuted in time within the window and the archive: every variant, the
+    served ensemble included, scores 0.50 +- 0.02 over all test sets (live storm and four
+    held-out storms) together; the real labels, on the same rows, do better."""
+    run = quality.run_seed(base, SEED, home=tmp_path, market=market, shuffle_labels=True, members=MEMBERS,
+                           per_sector=1)
+    frame = pd.DataFrame(run["records"])
+    overall = frame.loc[(frame["regime"] == "overall") & (frame["regime_source"] == "labeler")]
+    totals = overall.groupby("variant")[["hits", "n"]].sum()
+    accuracy = totals["hits"] / totals["n"]
+    assert totals.loc[quality.ENSEMBLE, "n"] > 3000
+    chance = accuracy.drop("oracle")
+    assert (chance - 0.5).abs().max() <= 0.02, chance.to_dict()
+    assert accuracy["oracle"] > 0.53
