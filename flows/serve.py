@@ -152,12 +152,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_environment(prefect_home: Path, *, ui: bool,
+def server_environment(prefect_home: Path, port: int, *, ui: bool,
                        base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a ``prefect server start`` keeping its state (SQLite) in ``prefect_home``."""
+    """The environment of a ``prefect server start`` on 127.0.0.1:``port`` keeping its state
+    (SQLite) in ``prefect_home``.
+
+    The host and port are given as settings too, not only as options: the UI asks the server
+    where its API is, and without them it answers the default, 127.0.0.1:4200."""
     env = dict(os.environ if base is None else base)
     env.pop("PREFECT_API_URL", None)  # the server itself is not a client of another one
     env.update({
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_HOME": str(prefect_home),
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # offline: no telemetry lookups in the log
@@ -223,8 +230,8 @@ def start_server(prefect_home: Path, port: int, *, ui: bool = True,
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=server_environment(prefect_home, ui=ui, base=base_env), stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            env=server_environment(prefect_home, port, ui=ui, base=base_env), stdout=out,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     api_url = f"http://127.0.0.1:{port}/api"
     try:
         wait_healthy(api_url, process, log)
