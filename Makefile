@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint serve clean
 
 # Reinstall whenever pyproject.toml changes; the stamp records a finished install.
 $(STAMP): pyproject.toml
@@ -27,6 +27,11 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check market memory monitors models flows tests benchmarks
+
+# A Prefect server on 127.0.0.1:4200 (state in STORMWATCH_HOME/prefect) with the deployments, the
+# alerts and a worker; Ctrl-C stops everything it started (flows/serve.py).
+serve: $(STAMP)
+	$(BIN)/stormwatch serve
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

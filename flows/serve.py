@@ -343,6 +343,8 @@ class Served:
         flows = self.loaded.config.flows
         self._say(f"starting prefect server on 127.0.0.1:{self.port} (state in {self.prefect_home})")
         self.server_process, self.api_url, _ = start_server(self.prefect_home, self.port, ui=self.ui)
+        self._say(f"prefect server up (pid {self.server_process.pid}, "
+                  f"log {self.prefect_home / 'server.log'})")
         env = client_environment(self.api_url, self.prefect_home)
         env["STORMWATCH_HOME"] = str(self.settings.home.resolve())
         env["STORMWATCH_CONFIG"] = str(self.loaded.path.resolve())
@@ -358,7 +360,8 @@ class Served:
             self._say(self.alerts.summary())
         if self.worker:
             self.worker_process = start_worker(flows.work_pool, env, self.prefect_home / "worker.log")
-            self._say(f"worker for {flows.work_pool} started (log {self.prefect_home / 'worker.log'})")
+            self._say(f"worker for {flows.work_pool} started (pid {self.worker_process.pid}, "
+                      f"log {self.prefect_home / 'worker.log'})")
         self._say(f"Prefect UI: {self.ui_url}  (export PREFECT_API_URL={self.api_url} to use it)")
 
     def close(self) -> None:

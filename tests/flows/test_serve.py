@@ -1,21 +1,28 @@
 """``stormwatch serve`` (``make serve``) for real: server, pool, deployments, alerts, worker, UI.
 
-The module's fixture runs :class:`flows.serve.Served` (what ``stormwatch serve`` runs) on a free
-port with the UI on and its state in a temporary ``STORMWATCH_HOME``. Through the API: the
+The module's fixture runs the real ``stormwatch serve`` (what ``make serve`` runs) as a
+subprocess on a free port, with its state in a temporary ``STORMWATCH_HOME``. Through the API: the
 three deployments with their schedules, the retrain trigger, the four alert automations, the
 work pool and a worker polling it. In headless Chromium (Debian's ``chromium``): the
 deployments page, the retrain deployment's page (schedule and trigger) and the automations
-page, saved to ``build/test-artifacts/`` for a person to look at. Closing stops every process.
+page, saved to ``build/test-artifacts/`` for a person to look at. Then a Ctrl-C (SIGINT) stops
+the command, its worker and its server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import signal
 import subprocess
+import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -24,37 +31,81 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from flows.alerts import ALERTS
-from flows.config import Settings, load_config
-from flows.serve import RETRAIN_TRIGGER, Served, free_port
+from flows.config import load_config
+from flows.serve import RETRAIN_TRIGGER, free_port
 from tests.conftest import REPO_ROOT
 
 ARTIFACTS = REPO_ROOT / "build" / "test-artifacts"
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    home = tmp_path_factory.mktemp("serve") / "home"
-    lines: list[str] = []
-    instance = Served(loaded=load_config(), settings=Settings(home=home), port=free_port(), ui=True,
-                      worker=True, log=lines.append)
-    instance.start()
-    instance.lines = lines  # type: ignore[attr-defined]
+@dataclass
+class Serving:
+    """``stormwatch serve`` running as a subprocess: its process, what it printed, its addresses."""
+
+    process: subprocess.Popen[str]
+    lines: list[str]
+    api_url: str
+    ui_url: str
+
+    def pids(self) -> list[int]:
+        """The server's and the worker's process ids, as ``stormwatch serve`` printed them."""
+        return [int(m) for line in self.lines for m in re.findall(r"\(pid (\d+)", line)]
+
+
+def _alive(pid: int) -> bool:
     try:
-        yield instance
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead: it only waits for its parent to read its status
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
+    """The real command, as ``make serve`` runs it, with its state in a temporary STORMWATCH_HOME."""
+    home = tmp_path_factory.mktemp("serve") / "home"
+    port = free_port()
+    env = {**os.environ, "STORMWATCH_HOME": str(home), "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    env.pop("PREFECT_API_URL", None)
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--port", str(port)], cwd=REPO_ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)  # so that the test can send it a Ctrl-C alone
+    lines: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:  # until the UI's address: everything is up
+        lines.append(line.rstrip())
+        if line.startswith("Prefect UI:"):
+            break
+    else:
+        pytest.fail("stormwatch serve exited before printing the UI's address:\n" + "\n".join(lines))
+    threading.Thread(target=lambda: [lines.append(x.rstrip()) for x in process.stdout or []], daemon=True).start()
+    serving = Serving(process=process, lines=lines, api_url=f"http://127.0.0.1:{port}/api",
+                      ui_url=f"http://127.0.0.1:{port}")
+    try:
+        yield serving
     finally:
-        instance.close()
-        for process in (instance.worker_process, instance.server_process):
-            assert process is not None and process.poll() is not None, "a child outlived close()"
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        for pid in serving.pids():
+            if _alive(pid):
+                os.killpg(pid, signal.SIGKILL)
 
 
-def _api(served: Served, coroutine: Any) -> Any:
+def _api(served: Serving, coroutine: Any) -> Any:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: served.api_url}):
         return asyncio.run(coroutine())
 
 
-def test_serve_deploys_everything_and_prints_the_ui_address(served: Served) -> None:
+def test_serve_deploys_everything_and_prints_the_ui_address(served: Serving) -> None:
     from prefect import get_client
 
     async def read() -> dict[str, Any]:
@@ -79,9 +130,10 @@ def test_serve_deploys_everything_and_prints_the_ui_address(served: Served) -> N
     assert {RETRAIN_TRIGGER, *(a.name for a in ALERTS)} <= set(automations)
     assert state["pool"].type == "process" and state["workers"], "no worker polls the pool"
     assert served.ui_url.startswith("http://127.0.0.1:")
-    printed = "\n".join(served.lines)  # type: ignore[attr-defined]
+    printed = " ".join(" ".join(served.lines).split())
     assert f"Prefect UI: {served.ui_url}" in printed and "no webhook URL is configured" in printed
-    assert str(served.prefect_home) in printed  # the server's state is under STORMWATCH_HOME
+    assert "/home/prefect" in printed  # the server's state is under STORMWATCH_HOME
+    assert len(served.pids()) == 2, served.lines
 
 
 def _chromium() -> str:
@@ -106,7 +158,7 @@ def _page(browser: str, url: str, *, screenshot: Path | None = None) -> str:
 
 
 def test_the_prefect_ui_shows_the_deployments_their_schedules_and_triggers_and_the_automations(
-    served: Served
+    served: Serving
 ) -> None:
     from prefect import get_client
 
@@ -139,3 +191,17 @@ def test_the_prefect_ui_shows_the_deployments_their_schedules_and_triggers_and_t
         assert spec.name in automations, spec.name
     for picture in ("prefect-deployments.png", "prefect-retrain-deployment.png", "prefect-automations.png"):
         assert (ARTIFACTS / picture).stat().st_size > 20_000, picture  # kept for a person to look at
+
+
+def test_ctrl_c_stops_the_worker_and_the_server(served: Serving) -> None:
+    pids = served.pids()
+    assert pids and all(_alive(pid) for pid in pids)
+    os.killpg(served.process.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+    assert served.process.wait(timeout=60) == 0, served.lines
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in pids if _alive(pid)], f"still running after Ctrl-C: {pids}"
+    assert "stopping the worker and the server" in served.lines and served.lines[-1] == "stopped"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{served.api_url}/health", timeout=2)  # noqa: S310 - loopback
