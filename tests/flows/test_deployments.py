@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,6 +170,78 @@ def test_a_burst_of_storm_events_creates_one_retraining_run_templated_from_the_f
     assert str(run.parameters["as_of"]) == "2026-03-13"
     assert run.parameters["reason"] == "stormwatch.rare-event.detected: spring-crash: proxy -18% in 9 sessions"
     assert run.state.type.value == "SCHEDULED"
+
+
+def _states(run_ids: list[Any]) -> dict[Any, Any]:
+    from prefect import get_client
+
+    async def go() -> dict[Any, Any]:
+        async with get_client() as client:
+            return {run_id: (await client.read_flow_run(run_id)).state for run_id in run_ids}
+
+    return asyncio.run(go())
+
+
+def _cancel_scheduled_runs() -> None:
+    """Cancel every run waiting on the server (the burst test's retraining, the schedules' next
+    runs), so that the worker started below picks up only the runs a test creates."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelled
+
+    async def go() -> None:
+        async with get_client() as client:
+            waiting = await client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING]))))
+            for run in waiting:
+                await client.set_flow_run_state(run.id, Cancelled(message="cleared by the test"), force=True)
+
+    asyncio.run(go())
+
+
+@pytest.mark.skipif(not __import__("tests.flows.conftest", fromlist=["x"]).monitor_flow_exists(),
+                    reason="flows/monitor.py (the monitor flow) is not written yet")
+def test_two_overlapping_monitor_runs_the_second_is_cancelled(
+    deployed: Deployed, prefect_api: PrefectServer, tmp_path: Path
+) -> None:
+    from prefect import get_client
+    from prefect.deployments import run_deployment
+    from prefect.states import Cancelled
+
+    from flows.serve import start_worker, stop
+
+    monitor = _read("monitor")
+    _cancel_scheduled_runs()
+    first = run_deployment(name="monitor/monitor", timeout=0, as_subflow=False)
+    second = run_deployment(name="monitor/monitor", timeout=0, as_subflow=False)
+    env = {**prefect_api.client_env, "STORMWATCH_HOME": str(tmp_path / "home")}
+    worker = start_worker(load_config().config.flows.work_pool, env, tmp_path / "worker.log")
+    ids = [first.id, second.id]
+    try:
+        deadline = time.monotonic() + 90
+        states = _states(ids)
+        while time.monotonic() < deadline and any(s.type.value == "SCHEDULED" for s in states.values()):
+            time.sleep(0.5)
+            states = _states(ids)
+        kinds = sorted(s.type.value for s in states.values())
+        cancelled = [s for s in states.values() if s.type.value == "CANCELLED"]
+        assert len(cancelled) == 1, f"{kinds}; worker log:\n{(tmp_path / 'worker.log').read_text()[-2000:]}"
+        (other,) = [s for s in states.values() if s.type.value != "CANCELLED"]
+        assert other.type.value in ("PENDING", "RUNNING", "COMPLETED", "FAILED"), kinds  # it got the slot
+        assert "concurrency" in (cancelled[0].message or "").lower(), cancelled[0].message
+        print(f"overlapping monitor runs: {kinds}; the cancelled one: {cancelled[0].message}")
+        assert all(r.deployment_id == monitor.id for r in (first, second))
+    finally:
+        async def cancel_rest() -> None:
+            async with get_client() as client:
+                for run_id in ids:
+                    run = await client.read_flow_run(run_id)
+                    if run.state is not None and not run.state.is_final():
+                        await client.set_flow_run_state(run_id, Cancelled(message="test over"), force=True)
+
+        asyncio.run(cancel_rest())
+        stop(worker)
 
 
 @pytest.mark.skipif(not __import__("tests.flows.conftest", fromlist=["x"]).monitor_flow_exists(),
