@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from flows.archive import build_archive, cached_panel, with_discoveries
 from flows.config import LoadedConfig, Settings
@@ -212,12 +213,32 @@ class Models:
     champion_as_of: date | None = None
 
 
-def load_models(settings: Settings) -> Models:
+#: Models this process has read, by (file, SHA-256): a model file never changes once written,
+#: so a long-running monitor (``serve()``, the demo) reads and verifies each once, not every
+#: cycle (reading a 9-member ensemble takes about a second).
+_READ: dict[tuple[str, str], Any] = {}
+
+
+def forget_models() -> None:
+    """Forget the models read so far (the next cycle reads its files again, as a new process)."""
+    _READ.clear()
+
+
+def load_models(settings: Settings, *, read: bool = True) -> Models:
+    """The champion and challenger; their models read (and verified) only when ``read``."""
     runs = open_runs(settings)
     try:
         registry = Registry(runs.store)
         champion, challenger = registry.alias(CHAMPION), registry.alias(CHALLENGER)
-        loaded = {run: runs.load(run) for run in (champion, challenger) if run is not None}
+        loaded = {}
+        for run in (champion, challenger):
+            if run is None or not read:
+                continue
+            record = next((m for m in runs.models(run) if m.member == "ensemble"), None)
+            key = (record.path, record.sha256) if record is not None else (run, "")
+            if key not in _READ or record is None:
+                _READ[key] = runs.load(run)  # verified against its checksum and trusted types
+            loaded[run] = _READ[key]
         as_of = runs.get(champion).as_of if champion is not None else None
     finally:
         runs.store.dispose()
@@ -235,8 +256,11 @@ def first_session(sessions: pd.DatetimeIndex, models: Models, through: pd.Timest
 
 
 def _proba(model: Any, frame: pd.DataFrame) -> pd.Series:
+    """The model's probabilities on one session's rows, in one thread: on a few dozen rows the
+    OpenMP pools of the boosters cost more to wake (seconds on a busy machine) than they save."""
     symbols = frame.index.get_level_values("symbol")
-    return pd.Series(positive_class_proba(model, frame), index=symbols, dtype=float)
+    with threadpool_limits(limits=1):
+        return pd.Series(positive_class_proba(model, frame), index=symbols, dtype=float)
 
 
 def build_detectors(loaded: LoadedConfig, panel: BarPanel, timeline: RegimeTimeline, start: pd.Timestamp,
@@ -326,7 +350,7 @@ def process_sessions(
     not_run: dict[str, str] = {}
     try:
         state = live.state(source)
-        models = load_models(settings)
+        models = load_models(settings, read=False)
         if state is None:
             start: pd.Timestamp | None = first_session(sessions, models, last)
         else:
@@ -336,6 +360,7 @@ def process_sessions(
             return CycleReport(source=source, champion=models.champion, challenger=models.challenger,
                                seconds=time.perf_counter() - started)
         pending = sessions[(sessions >= start) & (sessions <= last)][:max_sessions]
+        models = load_models(settings)
         panel = panel.truncate(pending[-1])
         timeline = RegimeLabeler(config.monitors.regimes, config.market.vix_fallback).label(
             panel.proxy["close"], panel.vix)
@@ -581,6 +606,6 @@ def run_cycle(
 
 
 __all__ = [
-    "CycleReport", "Detectors", "deliver_events", "drift_event", "grow_archive", "process_sessions",
-    "rare_event_event", "refresh_bars", "refresh_with_retries", "run_cycle",
+    "CycleReport", "Detectors", "deliver_events", "drift_event", "forget_models", "grow_archive",
+    "process_sessions", "rare_event_event", "refresh_bars", "refresh_with_retries", "run_cycle",
 ]

@@ -216,13 +216,18 @@ class LiveLog:
 
     @staticmethod
     def _mature(session: Session, source: str, matured: pd.DataFrame) -> None:
-        for row in matured.itertuples(index=False):
-            record = session.exec(select(LivePrediction).where(
-                LivePrediction.source == source, LivePrediction.session == row.session,
-                LivePrediction.symbol == row.symbol, LivePrediction.run_id == row.run_id)).first()
-            if record is not None:
-                record.label, record.loss = int(row.label), float(row.loss)
-                session.add(record)
+        """Fill in labels and losses in one bulk update by primary key."""
+        days = sorted({pd.Timestamp(d).date() for d in matured["session"]})
+        rows = session.exec(select(LivePrediction.id, LivePrediction.session, LivePrediction.symbol,
+                                   LivePrediction.run_id)
+                            .where(LivePrediction.source == source,
+                                   LivePrediction.session.in_(days))).all()  # type: ignore[attr-defined]
+        ids = {(day, symbol, run): key for key, day, symbol, run in rows}
+        values = [{"id": ids[key], "label": int(r.label), "loss": float(r.loss)}
+                  for r in matured.itertuples(index=False)
+                  if (key := (pd.Timestamp(r.session).date(), str(r.symbol), str(r.run_id))) in ids]
+        if values:
+            session.execute(update(LivePrediction), values)
 
     # -- reading ---------------------------------------------------------------------------------
 
