@@ -46,7 +46,20 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         env.update({"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_RUNNER_POLL_FREQUENCY": "1"})
         yield PrefectServer(api_url=api_url, home=home, client_env=env, process=process)
     finally:
+        _flush_to(api_url)
         stop(process)
+
+
+def _flush_to(api_url: str) -> None:
+    """Send the logs and events still queued for this server before it stops (else Prefect's
+    handlers print "Error logging to API" at exit, trying a server that is gone)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
 
 
 @pytest.fixture

@@ -166,3 +166,20 @@ def test_alerts_install_refuses_without_a_server_instead_of_using_a_throwaway_on
     refused = CliRunner().invoke(app, ["alerts", "install"])
     assert refused.exit_code == 1, refused.output
     assert "PREFECT_API_URL is not set" in refused.output and "make serve" in refused.output
+
+
+def test_every_flow_of_the_package_is_covered_by_the_flow_run_failure_alert() -> None:
+    import importlib
+    import pkgutil
+
+    from prefect import Flow
+
+    import flows
+    from flows.alerts import STORMWATCH_FLOWS
+
+    names = set()
+    for module in pkgutil.iter_modules(flows.__path__):
+        loaded = importlib.import_module(f"flows.{module.name}")
+        names |= {value.name for value in vars(loaded).values() if isinstance(value, Flow)}
+    assert {"retrain", "monitor", "update-archive"} <= names
+    assert names <= set(STORMWATCH_FLOWS), f"flows without a failure alert: {names - set(STORMWATCH_FLOWS)}"

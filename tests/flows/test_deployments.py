@@ -256,3 +256,34 @@ def test_the_monitor_deployment_polls_on_the_interval_and_cancels_an_overlapping
     assert monitor.global_concurrency_limit is not None and monitor.global_concurrency_limit.limit == 1
     assert monitor.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert _read("update-archive").entrypoint == "flows/monitor.py:update_archive"
+
+
+def test_serve_writes_the_prefect_yaml_of_the_configuration_in_use(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    config = tmp_path / "mine.yaml"
+    config.write_text((REPO_ROOT / "flows" / "stormwatch.yaml").read_text().replace(
+        "monitor_interval_minutes: 30", "monitor_interval_minutes: 10"))
+    out = tmp_path / "prefect.yaml"
+    done = CliRunner().invoke(app, ["serve", "--write-prefect-yaml", str(out), "-c", str(config)])
+    assert done.exit_code == 0, done.output
+    assert out.read_text() == render_prefect_yaml(load_config(config).config.flows)
+    assert yaml.safe_load(out.read_text())["deployments"][0]["schedules"][0]["interval"] == 600
+
+
+def test_serve_refuses_a_port_in_use_naming_it() -> None:
+    import socket
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = CliRunner().invoke(app, ["serve", "--port", str(port)])
+    assert done.exit_code == 1, done.output
+    assert f"127.0.0.1:{port} is in use" in done.output and "--port" in done.output
