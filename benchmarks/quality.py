@@ -38,9 +38,11 @@ from __future__ import annotations
 
 import os
 
-# OpenMP threads that spin while they wait make LightGBM 20x slower on a shared machine (226 s
-# instead of 11 s for one fit at a load of 12 on 2 cores); waiting passively costs nothing alone.
+# Threads that spin while they wait are ruinous on a shared machine: at a load of 12 on 2 cores
+# one LightGBM fit took 226 s with OpenMP's default policy and 11 s waiting passively, and an MLP
+# fit 92 s on two OpenBLAS threads and 10 s on one. Set before numpy loads its BLAS.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import hashlib
@@ -112,6 +114,8 @@ HELD_OUT_REGIMES = (Regime.CRASH, Regime.RECOVERY)
 #: Fewer test rows than this behind a regime's number (summed over seeds): reported, not judged.
 MIN_ROWS = 300
 RESULTS = Path(__file__).resolve().parent / "results"
+#: sha256 of this file as it was imported: the code that produced a run's figures.
+CODE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 CALM = ("low_volatility", "normal", "high_volatility")
 STORMS = ("crash", "recovery")
 
@@ -126,6 +130,13 @@ STEPS: tuple[tuple[str, dict[str, bool]], ...] = (
 LABELER_VARIANT = "hybrid, archive regimed by labeler"
 ENSEMBLE = "served ensemble"
 WINDOW_ENSEMBLE = "window-only ensemble"
+#: What each variant's own contribution is measured against (``diff_step``): the step before it
+#: on the ladder; the labeler-regimed archive against the event-regimed hybrid (issue 13, point 3).
+STEP_BEFORE: dict[str, str] = {
+    **{step: before for (before, _), (step, _) in zip(STEPS, STEPS[1:], strict=False)},
+    LABELER_VARIANT: STEPS[-1][0],
+    ENSEMBLE: WINDOW_ENSEMBLE,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,7 +291,8 @@ def fill_replay_buffer(loaded: LoadedConfig, settings: Settings, panel: BarPanel
 
 
 def score_rows(test: TestSet, proba: np.ndarray, regimes: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
-    """Hits and counts per regime (by each regime source) of one model on one test set."""
+    """Hits and counts per regime (by each regime source) of one model on one test set; ``up``
+    and ``up_hits`` (rows labelled 1, and hits among them) give the balanced accuracy."""
     y = test.samples.target.to_numpy()
     hit = (proba > 0.5).astype(np.int64) == y
     out = []
@@ -288,8 +300,9 @@ def score_rows(test: TestSet, proba: np.ndarray, regimes: Mapping[str, np.ndarra
         for regime in [*(r.value for r in REGIMES), "overall"]:
             mask = np.ones(len(y), dtype=bool) if regime == "overall" else values == regime
             if mask.any():
+                up = mask & (y == 1)
                 out.append({"regime_source": source, "regime": regime, "n": int(mask.sum()),
-                            "hits": int(hit[mask].sum())})
+                            "hits": int(hit[mask].sum()), "up": int(up.sum()), "up_hits": int(hit[up].sum())})
     return out
 
 
@@ -468,7 +481,8 @@ def summarise(seeds: Sequence[dict[str, Any]]) -> pd.DataFrame:
             half = _t95(n) * excess.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
             row["edge_share_low"] = (excess.mean() - half) / edge if edge > 0 else float("nan")
             row["edge_share_high"] = (excess.mean() + half) / edge if edge > 0 else float("nan")
-            for name, against in (("window", "window only"), ("window_ensemble", WINDOW_ENSEMBLE)):
+            for name, against in (("window", "window only"), ("window_ensemble", WINDOW_ENSEMBLE),
+                                  ("step", STEP_BEFORE.get(variant, ""))):
                 if against not in group.columns or variant in ("oracle", against):
                     continue
                 d = (group[variant] - group[against]).dropna()
@@ -545,6 +559,42 @@ def markdown_table(table: pd.DataFrame, test: str, source: str = "labeler",
     return "\n".join(lines)
 
 
+def _interval(row: pd.Series, name: str) -> str:
+    if pd.isna(row.get(name)):
+        return ""
+    return f"{row[name]:+.3f} [{row[f'{name}_low']:+.3f}, {row[f'{name}_high']:+.3f}]"
+
+
+def summary_table(table: pd.DataFrame, source: str = "labeler") -> str:
+    """The README's table: per test set and regime (enough rows), the oracle, window only, the
+    window-only and the served ensemble, the paired difference of the two ensembles [95%], the
+    served ensemble's edge share [95%], and the contributions of replay and of the labeler's
+    archive regimes (the ablation member)."""
+    part = table.loc[(table["regime_source"] == source) & (table["rows"] >= MIN_ROWS)]
+    lines = ["| test set | regime | rows | oracle | window only | window-only ensemble | served ensemble | "
+             "served - window-only ensemble [95%] | edge share [95%] | replay's step [95%] | "
+             "labeler's archive regimes [95%] |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for test in dict.fromkeys(part["test"]):
+        for regime in [*(r.value for r in REGIMES), "overall"]:
+            rows = part.loc[(part["test"] == test) & (part["regime"] == regime)].set_index("variant")
+            if ENSEMBLE not in rows.index:
+                continue
+            served = rows.loc[ENSEMBLE]
+
+            def acc(variant: str, rows: pd.DataFrame = rows) -> str:
+                return f"{rows.loc[variant, 'accuracy']:.3f}" if variant in rows.index else ""
+
+            share = (f"{served['edge_share']:.0%} [{served['edge_share_low']:.0%}, {served['edge_share_high']:.0%}]"
+                     if pd.notna(served["edge_share_low"]) else f"{served['edge_share']:.0%}")
+            replay = _interval(rows.loc[STEPS[-1][0]], "diff_step") if STEPS[-1][0] in rows.index else ""
+            labeler = _interval(rows.loc[LABELER_VARIANT], "diff_step") if LABELER_VARIANT in rows.index else ""
+            lines.append(f"| {test} | {regime} | {int(served['rows']):,} | {acc('oracle')} | {acc('window only')} | "
+                         f"{acc(WINDOW_ENSEMBLE)} | **{acc(ENSEMBLE)}** | {_interval(served, 'diff_window_ensemble')} | "
+                         f"{share} | {replay} | {labeler} |")
+    return "\n".join(lines)
+
+
 def plot_edge(table: pd.DataFrame, path: Path, source: str = "labeler") -> Path:
     from market.figures import new_figure, save_png
 
@@ -604,7 +654,7 @@ def write_results(runs: Sequence[dict[str, Any]], table: pd.DataFrame, results: 
         "universe": {"symbols": list(config.market.universe.symbols), "per_sector": PER_SECTOR},
         "ablation_member": ABLATION_MEMBER, "packages": package_versions(),
         "config_hash": {"base": base_hash, "per_seed": {str(r["seed"]): r["config_hash"] for r in runs}},
-        "code_hash": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+        "code_hash": CODE_HASH,
         "seconds": seconds, "fit_seconds": fit.to_dict(),
         "claims_not_met": list(missed), "short_of_goal": list(short),
         "summary": json.loads(table.to_json(orient="records")),
@@ -663,6 +713,8 @@ def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "") -> list[s
                   "(accuracy ± sd over seeds, edge share, Δ to window only [95%]; the served ensemble's Δ is "
                   "to the window-only ensemble):")
             print(markdown_table(table, test, source))
+    print(f"\nSummary ({seeds} seed(s), causal labeler's regimes):")
+    print(summary_table(table))
     missed, short = judge(table)
     fit = pd.DataFrame([r["fit_seconds"] for r in runs]).mean().sort_values(ascending=False)
     print(f"\nmember fit times (mean, s, hybrid sets of ~{np.mean([r['hybrid_training_rows'] for r in runs]):,.0f} "
@@ -681,11 +733,36 @@ def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "") -> list[s
     return missed
 
 
+def resummarise(path: Path) -> list[str]:
+    """Rebuild the summary, the judgement and the PNG of a written run from its per-seed records
+    (the figures of a run are its records; the summary is derived), and print them."""
+    payload = json.loads(path.read_text())
+    table = summarise(payload["per_seed"])
+    missed, short = judge(table)
+    for test in dict.fromkeys(table["test"]):
+        print(f"\n{test}, per causal labeler regime:")
+        print(markdown_table(table, test))
+    print(f"\nSummary ({payload['label']}, causal labeler's regimes):")
+    print(summary_table(table))
+    print("\nshort of the 80% goal: " + ("none" if not short else "\n  " + "\n  ".join(short)))
+    print("claims: " + ("every acceptance claim of issue 13 holds" if not missed
+                        else "NOT MET:\n  " + "\n  ".join(missed)))
+    payload.update({"summary": json.loads(table.to_json(orient="records")), "claims_not_met": missed,
+                    "short_of_goal": short})
+    path.write_text(json.dumps(payload, indent=1, default=str))
+    plot_edge(table, path.with_name(f"{path.stem}-edge.png"))
+    return missed
+
+
 def cli(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10, help="simulated markets to run (default 10)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of quality.json and the PNG")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="summarise the per-seed records of an earlier run's JSON again, without running")
     args = parser.parse_args(argv)
+    if args.from_json is not None:
+        return 1 if resummarise(args.from_json) else 0
     return 1 if main(args.seeds, results=args.results) else 0
 
 
