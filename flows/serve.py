@@ -25,6 +25,7 @@ cycle that would overlap a running one.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -294,6 +295,25 @@ def start_worker(pool: str, env: Mapping[str, str], log: Path) -> subprocess.Pop
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
+def serving_marker(settings: Settings) -> Path:
+    """The file a running ``stormwatch serve`` keeps in ``STORMWATCH_HOME/prefect``: its API URL."""
+    return (settings.home / "prefect" / "serving.json").resolve()
+
+
+def running_server(settings: Settings) -> str | None:
+    """The API URL of the ``stormwatch serve`` running on this ``STORMWATCH_HOME``, if one is up
+    and answers its health check; else None (the demo then runs in Prefect's ephemeral mode)."""
+    try:
+        api_url = str(json.loads(serving_marker(settings).read_text(encoding="utf-8"))["api_url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as answer:  # noqa: S310 - loopback
+            return api_url if answer.status == 200 else None
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
 @dataclass
 class Served:
     """A running ``stormwatch serve``: the server, the deployments, the alerts, the worker.
@@ -362,10 +382,14 @@ class Served:
             self.worker_process = start_worker(flows.work_pool, env, self.prefect_home / "worker.log")
             self._say(f"worker for {flows.work_pool} started (pid {self.worker_process.pid}, "
                       f"log {self.prefect_home / 'worker.log'})")
+        marker = serving_marker(self.settings)
+        marker.write_text(json.dumps({"api_url": self.api_url, "ui_url": self.ui_url, "pid": os.getpid()}),
+                          encoding="utf-8")
         self._say(f"Prefect UI: {self.ui_url}  (export PREFECT_API_URL={self.api_url} to use it)")
 
     def close(self) -> None:
         """Stop the worker, then the server (each SIGTERM, then SIGKILL if it hangs)."""
+        serving_marker(self.settings).unlink(missing_ok=True)
         stop(self.worker_process)
         stop(self.server_process)
 
@@ -395,4 +419,4 @@ class Served:
 
 
 __all__ = ["PROJECT_ROOT", "Served", "ServeError", "deploy", "ensure_work_pool", "free_port", "prefect_yaml",
-           "render_prefect_yaml", "start_server", "stop"]
+           "render_prefect_yaml", "running_server", "serving_marker", "start_server", "stop"]

@@ -31,8 +31,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from flows.alerts import ALERTS
-from flows.config import load_config
-from flows.serve import RETRAIN_TRIGGER, free_port
+from flows.config import Settings, load_config
+from flows.serve import RETRAIN_TRIGGER, free_port, running_server
 from tests.conftest import REPO_ROOT
 
 ARTIFACTS = REPO_ROOT / "build" / "test-artifacts"
@@ -46,6 +46,7 @@ class Serving:
     lines: list[str]
     api_url: str
     ui_url: str
+    home: Path
 
     def pids(self) -> list[int]:
         """The server's and the worker's process ids, as ``stormwatch serve`` printed them."""
@@ -83,7 +84,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
         pytest.fail("stormwatch serve exited before printing the UI's address:\n" + "\n".join(lines))
     threading.Thread(target=lambda: [lines.append(x.rstrip()) for x in process.stdout or []], daemon=True).start()
     serving = Serving(process=process, lines=lines, api_url=f"http://127.0.0.1:{port}/api",
-                      ui_url=f"http://127.0.0.1:{port}")
+                      ui_url=f"http://127.0.0.1:{port}", home=home)
     try:
         yield serving
     finally:
@@ -134,6 +135,8 @@ def test_serve_deploys_everything_and_prints_the_ui_address(served: Serving) -> 
     assert f"Prefect UI: {served.ui_url}" in printed and "no webhook URL is configured" in printed
     assert "/home/prefect" in printed  # the server's state is under STORMWATCH_HOME
     assert len(served.pids()) == 2, served.lines
+    # what the demo asks to find the server of its STORMWATCH_HOME
+    assert running_server(Settings(home=served.home)) == served.api_url
 
 
 def _chromium() -> str:
@@ -205,3 +208,4 @@ def test_ctrl_c_stops_the_worker_and_the_server(served: Serving) -> None:
     assert "stopping the worker and the server" in served.lines and served.lines[-1] == "stopped"
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{served.api_url}/health", timeout=2)  # noqa: S310 - loopback
+    assert running_server(Settings(home=served.home)) is None
