@@ -580,6 +580,7 @@ def newest_features(
     features: Iterable[str] | None = None,
     dtype: type[np.floating[Any]] = np.float32,
     vix_fallback: VixFallback | None = None,
+    partial: bool = False,
 ) -> FeatureMatrix:
     """Features of the last ``sessions`` sessions of ``panel``, from a trailing window of bars.
 
@@ -589,8 +590,8 @@ def newest_features(
     asked for. Features that only read their lookback come out equal to the full-history
     computation (to rounding, within 1e-9); those in :data:`UNSTABLE_SESSIONS` are equal within
     1e-9 once ``warmup`` covers their entry there. ``dtype=np.float64`` keeps full precision for
-    comparisons; the default float32 matches :func:`compute_features`, and ``vix_fallback`` is
-    its (the lookbacks include the fallback's warm-up).
+    comparisons; the default float32 matches :func:`compute_features`, and ``vix_fallback`` and
+    ``partial`` are its (the lookbacks include the fallback's warm-up).
     """
     if sessions < 1:
         raise ValueError(f"sessions must be at least 1, not {sessions}")
@@ -607,4 +608,5 @@ def newest_features(
             close=panel.close.iloc[cut], volume=panel.volume.iloc[cut], proxy=panel.proxy.iloc[cut],
             vix=panel.vix.iloc[cut], sectors=panel.sectors,
         )
-    return _compute(panel, panel.sessions[-sessions:], features, dtype, vix_fallback=vix_fallback)
+    return _compute(panel, panel.sessions[-sessions:], features, dtype, vix_fallback=vix_fallback,
+                    partial=partial)

@@ -302,3 +302,24 @@ def test_the_live_storm_grows_the_archive_that_the_next_retraining_reads(world) 
     before = refresh_market_data(loaded, settings, MarketSelection(), TODAY)
     assert archive_samples(loaded, settings, before, label_regimes(loaded.config, before)).version not in \
         report.archive_versions
+
+
+def test_a_symbol_with_a_gap_in_its_bars_is_still_scored(world) -> None:
+    from market.cache import BarCache
+
+    loaded, settings = world
+    champion = train_and_promote(loaded, settings)
+    _, universe = open_selection(loaded, MarketSelection())
+    holed = universe.symbols[5]
+    path = BarCache(settings.cache_dir, "simulated").path_for(holed)
+    bars = pd.read_parquet(path)
+    gap = bars.index[-40:-37]  # three sessions missing, weeks before today
+    bars.drop(index=gap).to_parquet(path)
+    run_cycle(loaded, settings, MarketSelection(), LIVE[1].date(), retry_delays=())
+    store = open_store(settings)
+    try:
+        scored = LiveLog(store).predictions("simulated", run_id=champion)
+    finally:
+        store.dispose()
+    mine = scored[scored["symbol"] == holed]
+    assert len(mine) == 2 and mine["probability"].between(0, 1).all()

@@ -239,7 +239,7 @@ def test_live_period_follows_today_with_the_scripted_storm(market: SimulatedMark
                                                            proxy_close: pd.Series) -> None:
     assert market.last_historical_session == pd.Timestamp(TODAY)
     live = market.sessions[market.sessions > market.last_historical_session]
-    assert len(live) == 60 and live[0] > pd.Timestamp(TODAY)
+    assert len(live) == SimulatorSettings().live_sessions == 120 and live[0] > pd.Timestamp(TODAY)
     pd.testing.assert_index_equal(live, nyse_sessions(live[0], live[-1]), check_names=False)
     storm = live[20:32]
     assert (market.regimes.loc[storm] == "crash").all()
