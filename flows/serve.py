@@ -400,10 +400,14 @@ class Served:
         self.close()
 
     def wait(self) -> None:
-        """Block until the server exits or Ctrl-C / SIGTERM; raise ServeError if a child died."""
+        """Block until Ctrl-C (SIGINT) or SIGTERM; raise ServeError if a child died.
+
+        Both signals are handled explicitly: a process started in the background by a
+        non-interactive shell (``make serve &`` in a script) inherits SIGINT ignored, and
+        Python would then never raise KeyboardInterrupt."""
         def _terminate(signum: int, frame: object) -> None:
             raise KeyboardInterrupt
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             while True:
                 children = (("prefect server", self.server_process), ("worker", self.worker_process))
@@ -415,7 +419,8 @@ class Served:
         except KeyboardInterrupt:
             self._say("stopping the worker and the server")
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 __all__ = ["PROJECT_ROOT", "Served", "ServeError", "deploy", "ensure_work_pool", "free_port", "prefect_yaml",

@@ -17,6 +17,9 @@ class PortInUse(OSError):
 
 def _check_port(port: int) -> None:
     with socket.socket() as sock:
+        # as the server will bind it: a socket of a server stopped a moment ago (TIME_WAIT) is no
+        # obstacle to it, and must not be to this check either
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -46,8 +46,10 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         env.update({"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_RUNNER_POLL_FREQUENCY": "1"})
         yield PrefectServer(api_url=api_url, home=home, client_env=env, process=process)
     finally:
-        _flush_to(api_url)
-        stop(process)
+        try:
+            _flush_to(api_url)
+        finally:
+            stop(process)
 
 
 def _flush_to(api_url: str) -> None:
