@@ -14,7 +14,6 @@ tests exercise that path too.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,11 +72,6 @@ def prefect_api(prefect_server: PrefectServer) -> Iterator[PrefectServer]:
         yield prefect_server
 
 
-def monitor_flow_exists() -> bool:
-    """Whether ``flows/monitor.py`` (the lead's monitor and archive-update flows) is there yet."""
-    return importlib.util.find_spec("flows.monitor") is not None
-
-
 @dataclass(frozen=True)
 class Deployed:
     """What the session deployed: the deployment names and ``prefect deploy``'s output."""
@@ -92,11 +86,10 @@ def deployed(prefect_server: PrefectServer) -> Deployed:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.config import load_config
-    from flows.serve import deploy, ensure_work_pool
+    from flows.serve import deploy, ensure_work_pool, prefect_yaml
 
     flows = load_config().config.flows
     with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
         asyncio.run(ensure_work_pool(flows.work_pool))
-    names = ("monitor", "retrain", "update-archive") if monitor_flow_exists() else ("retrain",)
-    output = deploy(REPO_ROOT / "prefect.yaml", prefect_server.client_env, names=list(names))
-    return Deployed(names=names, output=output)
+    output = deploy(REPO_ROOT / "prefect.yaml", prefect_server.client_env)
+    return Deployed(names=tuple(d["name"] for d in prefect_yaml(flows)["deployments"]), output=output)

@@ -14,7 +14,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from flows.config import FlowsConfig, Schedule, load_config
@@ -200,8 +199,6 @@ def _cancel_scheduled_runs() -> None:
     asyncio.run(go())
 
 
-@pytest.mark.skipif(not __import__("tests.flows.conftest", fromlist=["x"]).monitor_flow_exists(),
-                    reason="flows/monitor.py (the monitor flow) is not written yet")
 def test_two_overlapping_monitor_runs_the_second_is_cancelled(
     deployed: Deployed, prefect_api: PrefectServer, tmp_path: Path
 ) -> None:
@@ -244,8 +241,6 @@ def test_two_overlapping_monitor_runs_the_second_is_cancelled(
         stop(worker)
 
 
-@pytest.mark.skipif(not __import__("tests.flows.conftest", fromlist=["x"]).monitor_flow_exists(),
-                    reason="flows/monitor.py (the monitor flow) is not written yet")
 def test_the_monitor_deployment_polls_on_the_interval_and_cancels_an_overlapping_run(
     deployed: Deployed, prefect_api: PrefectServer
 ) -> None:
