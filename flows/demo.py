@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from flows.archive import build_archive
@@ -86,3 +86,127 @@ def run_demo(
         events=[(e.name, e.regime.value, s) for e, s in zip(events, stats, strict=True)],
         archive=archive,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The whole story: train, watch the live period, retrain on the storm, gate
+# --------------------------------------------------------------------------------------------
+
+#: Symbols per sector in the story's universe: small enough for two retrainings in minutes.
+STORY_SYMBOLS_PER_SECTOR = 2
+#: Sessions per monitor cycle in the story (a week of the live period per cycle).
+STORY_SESSIONS_PER_CYCLE = 5
+
+
+@dataclass(frozen=True)
+class StoryStep:
+    """One line of the demo's timeline."""
+
+    session: date
+    what: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Story:
+    config_path: Path
+    symbols: tuple[str, ...]
+    timeline: tuple[StoryStep, ...]
+    runs: tuple[str, ...]  # retraining runs, in order
+    report: Path | None
+    in_process: bool  # events delivered to retraining in this process (no Prefect server)
+    seconds: float
+
+
+def story_config(loaded: LoadedConfig, settings: Settings, today: date,
+                 per_sector: int = STORY_SYMBOLS_PER_SECTOR) -> tuple[Path, tuple[str, ...]]:
+    """The story's configuration: the user's, with today pinned and a smaller universe
+    (``per_sector`` symbols of each sector), written under ``STORMWATCH_HOME/demo``."""
+    import yaml
+
+    raw = loaded.config.model_dump(mode="json", by_alias=True)
+    raw["market"]["sources"]["simulated"]["end"] = today.isoformat()
+    counts: Counter[str] = Counter()
+    members = []
+    for member in raw["market"]["universe"]["members"]:
+        if counts[member["sector"]] < per_sector:
+            counts[member["sector"]] += 1
+            members.append(member)
+    raw["market"]["universe"]["members"] = members
+    path = settings.home / "demo" / "stormwatch.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# Written by `stormwatch demo`: the configuration of its story.\n"
+                    + yaml.safe_dump(raw, sort_keys=False))
+    return path, tuple(m["symbol"] for m in members)
+
+
+def run_story(
+    loaded: LoadedConfig,
+    settings: Settings,
+    *,
+    today: date,
+    per_sector: int = STORY_SYMBOLS_PER_SECTOR,
+    on_step: Callable[[StoryStep], None] | None = None,
+) -> Story:
+    """Train the first model as of ``today``, then walk the simulated live period a week per
+    monitor cycle; the first rare event the monitor raises starts a retraining as of its session,
+    whose gate decides. Prefect's ephemeral mode runs the flows when no server is configured, and
+    the events then reach the retraining in this process; with ``PREFECT_API_URL`` set they go
+    to that server, whose deployment trigger starts the retraining."""
+    import os
+    import time
+
+    from flows.monitor import monitor
+    from flows.retrain import run_retrain
+    from market.calendar import nyse_sessions
+
+    started = time.perf_counter()
+    path, symbols = story_config(loaded, settings, today, per_sector)
+    in_process = not os.environ.get("PREFECT_API_URL")
+    timeline: list[StoryStep] = []
+    runs: list[str] = []
+
+    def step(session: date, what: str, detail: str) -> None:
+        timeline.append(StoryStep(session, what, detail))
+        if on_step is not None:
+            on_step(timeline[-1])
+
+    def retrain(as_of: date, reason: str) -> Path | None:
+        outcome = run_retrain(config_path=str(path), as_of=as_of, reason=reason)
+        runs.append(outcome.run_id)
+        gate = outcome.gate
+        verdict = "promoted to champion" if gate.promoted else "refused by the gate: " + "; ".join(
+            gate.decision.reasons[:2])
+        crash = outcome.accuracy["ensemble"].get("crash", float("nan"))
+        step(outcome.as_of, "retrained", f"run {outcome.run_id} ({reason}): {outcome.training_rows:,} rows, "
+                                         f"crash accuracy {crash:.3f}; {verdict}")
+        return outcome.report
+
+    report = retrain(today, "the first model")
+    live = nyse_sessions(today + timedelta(days=1), today + timedelta(days=200))
+    live = live[:loaded.config.market.sources.simulated.live_sessions]
+    received: list[dict] = []
+    triggered = False
+    for first in range(0, len(live), STORY_SESSIONS_PER_CYCLE):
+        through = live[min(first + STORY_SESSIONS_PER_CYCLE, len(live)) - 1].date()
+        cycle = monitor(config_path=str(path), through=through, sink=received.append if in_process else None)
+        seen: list[tuple[date, int, str, str]] = []  # (session, order, what, detail) of this cycle
+        drift: dict[date, set[str]] = {}
+        names: dict[date, str] = {}
+        for event in cycle.delivered:
+            session = date.fromisoformat(event["payload"]["session"])
+            if event["event"] == "stormwatch.drift.detected":
+                drift.setdefault(session, set()).add(event["payload"]["detector"])
+            elif event["event"] == "stormwatch.rare-event.detected":
+                seen.append((session, 1, "rare event", event["payload"]["summary"]))
+                names.setdefault(session, event["payload"]["name"])
+        seen += [(day, 0, "drift", f"{', '.join(sorted(kinds))} drift") for day, kinds in drift.items()]
+        seen += [(through, 2, "archive grew", f"{name} added ({', '.join(cycle.archive_versions)})")
+                 for name in cycle.archived]
+        for session, _, what, detail in sorted(seen):
+            step(session, what, detail)
+            if what == "rare event" and in_process and not triggered:
+                triggered = True
+                report = retrain(session, f"stormwatch.rare-event.detected: {names[session]}")
+    return Story(config_path=path, symbols=symbols, timeline=tuple(timeline), runs=tuple(runs), report=report,
+                 in_process=in_process, seconds=time.perf_counter() - started)

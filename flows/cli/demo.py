@@ -21,8 +21,12 @@ def _share(value: float, spec: str) -> str:
 def demo(
     config: ConfigOption = None,
     today: Annotated[str | None, typer.Option(help="Pretend today is this date (YYYY-MM-DD).")] = None,
+    story: Annotated[bool, typer.Option(help="Go on into the live period: train, monitor the storm, "
+                                             "retrain on the rare event, gate (a few minutes).")] = True,
 ) -> None:
-    """Simulate and cache the market, label its regimes, build the archive, summarise the storms.
+    """Simulate and cache the market, label its regimes, build the archive, summarise the storms;
+    then the story: the first model, the monitor through the simulated live period and its storm,
+    the retraining the rare event starts, and the gate's decision, as a timeline and a report.
 
     Runs on the embedded simulated market (no network); a second run only adds new sessions."""
     from flows.demo import run_demo
@@ -72,5 +76,37 @@ def demo(
     console.print(f"Bars cached under {settings.cache_dir}; archive at {build.path}.")
     if summary.regime_plot is not None:
         console.print(f"Regime plot: {summary.regime_plot}")
-    console.print("Next: `stormwatch data show SPY`, `stormwatch regimes show`, `stormwatch archive show`, "
-                  "`stormwatch features list`.")
+    if not story:
+        console.print("Next: `stormwatch data show SPY`, `stormwatch regimes show`, "
+                      "`stormwatch archive show`, `stormwatch features list`.")
+        return
+    _story(loaded, settings, day)
+
+
+def _story(loaded, settings, day) -> None:  # noqa: ANN001 - the command's own values
+    import os
+    from datetime import date
+
+    from flows.cli.retrain import prefect_defaults
+
+    prefect_defaults(settings)
+    from flows.demo import run_story
+
+    where = os.environ.get("PREFECT_API_URL")
+    console.print("\n[bold]The story[/bold]: " + (
+        f"flows run on the Prefect server at {where}; its retraining trigger answers the rare event."
+        if where else "no Prefect server configured: the flows run in Prefect's ephemeral mode and the "
+        "monitor's events are delivered to the retraining flow in this process."))
+    with cli_errors():
+        story = run_story(loaded, settings, today=day or date.today(), on_step=lambda s: console.print(
+            f"  {s.session}  [bold]{s.what}[/bold]: {s.detail}"))
+    table = Table(title=f"Timeline ({len(story.symbols)} symbols, {story.seconds:.0f} s)")
+    for column in ("session", "what", "detail"):
+        table.add_column(column, overflow="fold")
+    for s in story.timeline:
+        table.add_row(str(s.session), s.what, s.detail)
+    console.print(table)
+    if story.report is not None:
+        console.print(f"Report of the last retraining: {story.report}")
+    console.print("Next: `stormwatch models list`, `stormwatch report`, "
+                  "`make serve` to watch it in the Prefect UI.")

@@ -103,7 +103,7 @@ def test_features_list() -> None:
 
 
 def test_demo_then_archive_build_and_show() -> None:
-    code, out = run("demo", "--today", "2024-01-31")
+    code, out = run("demo", "--today", "2024-01-31", "--no-story")
     assert code == 0, out
     for expected in ("Information Technology", "2008 financial crisis", "2023 banking crisis", "crash", "peak VIX",
                      "the causal labeler's reading", "The rare-event archive 1.1.0 (built)"):
@@ -111,7 +111,7 @@ def test_demo_then_archive_build_and_show() -> None:
     settings = Settings()
     assert len(list((settings.cache_dir / "simulated").glob("*.parquet"))) == 77
     assert (settings.reports_dir / "regimes-simulated.png").exists()
-    code, out = run("demo", "--today", "2024-01-31")
+    code, out = run("demo", "--today", "2024-01-31", "--no-story")
     assert code == 0 and "The rare-event archive 1.1.0 (unchanged)" in out
 
     code, out = run("archive", "build")
@@ -264,7 +264,7 @@ def test_features_family_in_any_case_and_singular_sessions() -> None:
 
 
 def test_a_demo_early_in_the_history_shows_no_nan() -> None:
-    code, out = run("demo", "--today", "2010-01-04")
+    code, out = run("demo", "--today", "2010-01-04", "--no-story")
     assert code == 0, out
     assert re.search(r"\bnan\b", out, re.IGNORECASE) is None
     assert "2023 banking crisis" in out
