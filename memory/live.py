@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import LargeBinary, Text, UniqueConstraint, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, func, select
 
 from memory.store import Store
 from memory.tables import UTCDateTime, utc_now
@@ -258,6 +258,14 @@ class LiveLog:
         """A model's matured live predictions: its record for the gate."""
         frame = self.predictions(source, run_id=run_id)
         return frame[frame["label"].notna()].reset_index(drop=True)
+
+    def live_summary(self) -> dict[str, tuple[int, float]]:
+        """Per run id: how many of its live predictions have matured, and their mean log loss."""
+        query = (select(LivePrediction.run_id, func.count(LivePrediction.loss), func.avg(LivePrediction.loss))
+                 .where(LivePrediction.loss != None)  # noqa: E711 - SQL IS NOT NULL
+                 .group_by(LivePrediction.run_id))
+        with self.store.session() as session:
+            return {run: (int(n), float(loss)) for run, n, loss in session.exec(query).all()}
 
     def undelivered(self, source: str) -> list[tuple[int, list[dict[str, Any]]]]:
         """Events of committed sessions not yet emitted, by session: ``(record id, events)``."""

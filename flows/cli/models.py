@@ -25,24 +25,30 @@ def _registry(config: Path | None) -> Registry:
 
 @app.command("list")
 def models_list(config: ConfigOption = None) -> None:
-    """Every model version (a succeeded run's ensemble) with its aliases and gate decision."""
+    """Every model version (a succeeded run's ensemble) with its aliases, gate decision and live
+    record (the monitor scores the champion and the challenger; a label matures after the horizon)."""
+    from memory.live import LiveLog
+
     with cli_errors():
         registry = _registry(config)
         try:
             versions = registry.versions()
             decisions = {d.run_id: d for d in registry.decisions()}
+            live = LiveLog(registry.store).live_summary()
         finally:
             registry.store.dispose()
     if not versions:
         console.print("no model yet: `stormwatch retrain` trains one")
         return
     table = Table(title="Model versions")
-    for column in ("run", "aliases", "as of", "source", "variant", "gate"):
+    for column in ("run", "aliases", "as of", "source", "variant", "gate", "live: matured, log loss"):
         table.add_column(column)
     for v in versions:
         decision = decisions.get(v.run_id)
         gate = "-" if decision is None else ("promoted" if decision.promoted else "refused")
-        table.add_row(v.run_id, ", ".join(v.aliases) or "-", v.as_of, v.source, v.variant, gate)
+        n, loss = live.get(v.run_id, (0, float("nan")))
+        record = f"{n:,}, {loss:.4f}" if n else "-"
+        table.add_row(v.run_id, ", ".join(v.aliases) or "-", v.as_of, v.source, v.variant, gate, record)
     console.print(table)
 
 

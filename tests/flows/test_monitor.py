@@ -227,6 +227,7 @@ def test_live_scoring_matures_labels_feeds_replay_and_delivers_events_once(world
         live = LiveLog(store)
         record = live.live_record("simulated", challenger)
         everything = live.predictions("simulated")
+        summary = live.live_summary()
         buffer = ReplayBuffer(store, loaded.config.memory.replay).entries()
     finally:
         store.dispose()
@@ -237,6 +238,7 @@ def test_live_scoring_matures_labels_feeds_replay_and_delivers_events_once(world
     assert matured_days == [d.date() for d in LIVE[:40 - horizon]]
     assert everything[everything["session"] > LIVE[39 - horizon]]["label"].isna().all()
     assert np.isfinite(record["loss"]).all()
+    assert summary[challenger] == (len(record), pytest.approx(record["loss"].mean()))
     # The champion's worst matured errors reached the buffer, marked live.
     assert len(buffer) > 0 and set(buffer["event"]) == {"live"}
     assert set(buffer["model_version"]) == {champion}

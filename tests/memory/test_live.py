@@ -95,6 +95,8 @@ def test_labels_mature_in_place_and_make_the_live_record(store: Store) -> None:
     record = live.live_record("sim", "r1")
     assert record["label"].tolist() == [1, 1] and record["loss"].tolist() == [0.51, 1.2]
     assert live.live_record("sim", "other").empty
+    n, loss = live.live_summary()["r1"]
+    assert n == 2 and loss == pytest.approx(0.855)
 
 
 def test_events_are_kept_until_delivered(store: Store) -> None:
