@@ -16,8 +16,6 @@ def main() -> int:
     print()
     failures += events.main()  # its own prefect server on loopback, stopped at the end
     print()
-    failures += events.main()  # its own prefect server on loopback, stopped at the end
-    print()
     failures += retrain.main()  # last: it points STORMWATCH_HOME and PREFECT_HOME at a temporary folder
     return 1 if failures else 0
 
