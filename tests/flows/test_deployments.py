@@ -282,3 +282,32 @@ def test_serve_refuses_a_port_in_use_naming_it() -> None:
         done = CliRunner().invoke(app, ["serve", "--port", str(port)])
     assert done.exit_code == 1, done.output
     assert f"127.0.0.1:{port} is in use" in done.output and "--port" in done.output
+
+
+def test_a_worker_loads_the_retrain_deployment_from_the_pulled_directory_and_runs_it(
+    deployed: Deployed, prefect_api: PrefectServer, tmp_path: Path
+) -> None:
+    """The entrypoint (flows/runners.py:retrain) loads in the worker's process from the pull step's
+    directory and receives the parameters; a configuration that does not exist ends the run at
+    its first step, Failed (not Crashed), naming the file."""
+    from prefect.deployments import run_deployment
+
+    from flows.serve import start_worker, stop
+
+    _cancel_scheduled_runs()
+    missing = tmp_path / "no-such-config.yaml"
+    run = run_deployment(name="retrain/retrain", timeout=0, as_subflow=False,
+                         parameters={"config_path": str(missing), "reason": "test: worker"})
+    env = {**prefect_api.client_env, "STORMWATCH_HOME": str(tmp_path / "home")}
+    worker = start_worker(load_config().config.flows.work_pool, env, tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 120
+        state = _states([run.id])[run.id]
+        while time.monotonic() < deadline and not state.is_final():
+            time.sleep(0.5)
+            state = _states([run.id])[run.id]
+    finally:
+        stop(worker)
+    log = (tmp_path / "worker.log").read_text()
+    assert state.type.value == "FAILED", f"{state.type.value}: {state.message}; worker log:\n{log[-2000:]}"
+    assert "no-such-config.yaml" in (state.message or "") + log
