@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import events, features, monitor, quality, retrain
+from benchmarks import cycle, events, features, monitor, quality, retrain
 
 
 def main() -> int:
@@ -15,6 +15,8 @@ def main() -> int:
     failures += monitor.main(seeds=3)  # python -m benchmarks.monitor runs the ten seeds
     print()
     failures += events.main()  # its own prefect server on loopback, stopped at the end
+    print()
+    failures += cycle.main()  # one monitor cycle, 76 symbols; its own STORMWATCH_HOME
     print()
     failures += retrain.main()  # last: it points STORMWATCH_HOME and PREFECT_HOME at a temporary folder
     return 1 if failures else 0
