@@ -71,12 +71,12 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="stormwatch-cycle-"))
     os.environ["STORMWATCH_HOME"] = str(home / "home")
     from flows.archive import cached_panel
+    from flows.config import DEFAULT_CONFIG_PATH as DEFAULT_CONFIG
     from flows.config import Settings, load_config
     from flows.data import MarketSelection
     from flows.watch import forget_models, process_sessions, refresh_bars
     from market.calendar import nyse_sessions
     from market.features import newest_features
-    from tests.conftest import DEFAULT_CONFIG
 
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
     raw["market"]["sources"]["simulated"]["end"] = TODAY.isoformat()
