@@ -72,9 +72,10 @@ class HybridConfig(_Section):
     """How the hybrid training set is assembled from the window, the archive and the replay
     buffer (``memory/hybrid.py``).
 
-    ``archive_rows``: how many archive rows a training set takes, redistributed so that each
-    event's share of them follows its configured weight (events short of their share are drawn
-    with replacement, long ones without); ``all`` takes as many as the archive holds. The
+    ``archive_rows``: at most how many archive rows a training set takes (fewer when the archive
+    holds fewer), redistributed so that each event's share of them follows its configured weight
+    (events short of their share are drawn with replacement, long ones without); ``all`` takes
+    as many as the archive holds. The
     default bounds the set: regime balancing keeps every crash row at its 10% target, so the
     balanced set grows with the archive's crash rows (about 120,000 rows at 24,000).
     ``archive_regime``: the regime of an archive row, either its event's configured regime

@@ -59,8 +59,9 @@ def archive_by_event_weight(
     events would dominate whatever their weight says. Each event gets
     ``round(weight * total)`` rows (largest remainder, renormalised over the events present):
     an event with more rows than that keeps a random subset without replacement; one with fewer
-    keeps every row and draws the rest with replacement. ``rows="all"`` keeps the total at the
-    number of archive rows given.
+    keeps every row and draws the rest with replacement. The total is ``rows`` or the number of
+    archive rows given, whichever is smaller (``rows="all"``: every one): a small universe's
+    archive is not inflated with copies of its own rows.
 
     Returns the redrawn rows and a table of event, weight, available and taken rows.
     """
@@ -71,7 +72,7 @@ def archive_by_event_weight(
     unknown = sorted(set(names) - {e.name for e in events})
     if unknown:
         raise ValueError(f"archive rows of events not in the configuration: {', '.join(unknown)}")
-    total = len(archive) if rows == "all" else int(rows)
+    total = len(archive) if rows == "all" else min(int(rows), len(archive))  # at most what it holds
     table = []
     if not present or total == 0:
         return archive.take(np.empty(0, dtype=np.int64)), pd.DataFrame(

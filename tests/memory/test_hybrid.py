@@ -58,3 +58,11 @@ def test_assembly_tags_provenance_and_caps_replay() -> None:
     assert hybrid.counts.loc["total", "total"] == len(hybrid.samples)
     assert "archive · short crash" in hybrid.counts.index
     assert list(hybrid.samples.features.columns) == ["x", "y"]  # metadata never becomes a feature
+
+
+def test_a_small_archive_is_not_inflated_to_the_configured_row_count() -> None:
+    held = archive()
+    drawn, table = archive_by_event_weight(held, EVENTS, rows=10 * len(held), seed=0)
+    assert len(drawn) == len(held) and table["taken"].sum() == len(held)
+    fewer, _ = archive_by_event_weight(held, EVENTS, rows=len(held) // 2, seed=0)
+    assert len(fewer) == len(held) // 2
