@@ -13,6 +13,7 @@ most important feature, 0 = the least), which is what lets members be compared a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -73,7 +74,10 @@ def regime_importance(
         rows = np.flatnonzero(reg == regime)
         if len(rows) > samples_per_regime:
             rows = np.sort(rng.choice(rows, samples_per_regime, replace=False))
-        values = _positive_class(explainer.shap_values(inputs.iloc[rows]))
+        # shap notes that LightGBM's output became a list; _positive_class reads either form.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LightGBM binary classifier with TreeExplainer")
+            values = _positive_class(explainer.shap_values(inputs.iloc[rows]))
         mean_abs = np.abs(values).mean(axis=0)
         order = pd.Series(mean_abs).rank(method="average").to_numpy()
         rank_score = (order - 1) / max(len(order) - 1, 1)
