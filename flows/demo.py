@@ -92,8 +92,8 @@ def run_demo(
 # The whole story: train, watch the live period, retrain on the storm, gate
 # --------------------------------------------------------------------------------------------
 
-#: Symbols per sector in the story's universe: small enough for two retrainings in minutes.
-STORY_SYMBOLS_PER_SECTOR = 2
+#: Symbols per sector in the story's universe: two retrainings of the whole zoo fit in minutes.
+STORY_SYMBOLS_PER_SECTOR = 1
 #: Sessions per monitor cycle in the story (a week of the live period per cycle).
 STORY_SESSIONS_PER_CYCLE = 5
 
