@@ -96,6 +96,8 @@ def run_demo(
 STORY_SYMBOLS_PER_SECTOR = 1
 #: Sessions per monitor cycle in the story (a week of the live period per cycle).
 STORY_SESSIONS_PER_CYCLE = 5
+#: A detector's alarms less than this many days apart are one spell on the story's timeline.
+DRIFT_SPELL_DAYS = 21
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,7 @@ def run_story(
     live = live[:loaded.config.market.sources.simulated.live_sessions]
     received: list[dict] = []
     triggered = False
+    spells: dict[str, date] = {}  # each detector's latest alarm
     for first in range(0, len(live), STORY_SESSIONS_PER_CYCLE):
         through = live[min(first + STORY_SESSIONS_PER_CYCLE, len(live)) - 1].date()
         cycle = monitor(config_path=str(path), through=through, sink=received.append if in_process else None)
@@ -200,7 +203,11 @@ def run_story(
             elif event["event"] == "stormwatch.rare-event.detected":
                 seen.append((session, 1, "rare event", event["payload"]["summary"]))
                 names.setdefault(session, event["payload"]["name"])
-        seen += [(day, 0, "drift", f"{', '.join(sorted(kinds))} drift") for day, kinds in drift.items()]
+        for day, kinds in sorted(drift.items()):  # a detector's alarms are one spell until it is quiet
+            fresh = sorted(k for k in kinds if (day - spells.get(k, date.min)).days > DRIFT_SPELL_DAYS)
+            spells.update(dict.fromkeys(kinds, day))
+            if fresh:
+                seen.append((day, 0, "drift", f"{', '.join(fresh)} drift"))
         seen += [(through, 2, "archive grew", f"{name} added ({', '.join(cycle.archive_versions)})")
                  for name in cycle.archived]
         for session, _, what, detail in sorted(seen):
@@ -208,5 +215,23 @@ def run_story(
             if what == "rare event" and in_process and not triggered:
                 triggered = True
                 report = retrain(session, f"stormwatch.rare-event.detected: {names[session]}")
+    if not any(s.what == "archive grew" for s in timeline):
+        for event in _still_open(settings):
+            detail = (f"{event.name} ({event.sessions} sessions so far) had not closed by the live period's "
+                      "end: the archive grows by it once it closes")
+            step(event.end, "still open", detail)
     return Story(config_path=path, symbols=symbols, timeline=tuple(timeline), runs=tuple(runs), report=report,
                  in_process=in_process, seconds=time.perf_counter() - started)
+
+
+def _still_open(settings: Settings) -> list:  # noqa: ANN202 - the store's records
+    """New rare events the monitor is still watching (not closed, not a known archive event)."""
+    from flows.data import open_store
+    from memory.watch_log import discovered_events
+
+    store = open_store(settings)
+    try:
+        events = discovered_events(store, source="simulated")
+        return [e for e in events if e.status == "open" and e.known_as is None]
+    finally:
+        store.dispose()
