@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Members train two at a time: OpenMP threads must not spin while they wait (see flows/cli/__init__.py).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install demo test bench lint serve clean
 
