@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
+
+# Before numpy and the boosters load: threads that spin while they wait, and two BLAS threads
+# per fit beside another fit, cost the benchmarks several times their time on 2 cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from benchmarks import cycle, events, features, monitor, quality, retrain
 

@@ -40,9 +40,12 @@ import os
 
 # Threads that spin while they wait are ruinous on a shared machine: at a load of 12 on 2 cores
 # one LightGBM fit took 226 s with OpenMP's default policy and 11 s waiting passively, and an MLP
-# fit 92 s on two OpenBLAS threads and 10 s on one. Set before numpy loads its BLAS.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# fit 92 s on two OpenBLAS threads and 10 s on one. Set before numpy loads its BLAS, and only when
+# run as a program (``python -m benchmarks`` sets them too): a test importing this module must
+# not change the threads of every process started after it.
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import hashlib

@@ -24,9 +24,11 @@ def demo(
     story: Annotated[bool, typer.Option(help="Go on into the live period: train, monitor the storm, "
                                              "retrain on the rare event, gate (a few minutes).")] = True,
 ) -> None:
-    """Simulate and cache the market, label its regimes, build the archive, summarise the storms;
-    then the story: the first model, the monitor through the simulated live period and its storm,
-    the retraining the rare event starts, and the gate's decision, as a timeline and a report.
+    """Simulate the market, summarise its storms, then train, monitor the storm and retrain on it.
+
+    After the summary (the market cached, its regimes labelled, the archive built) comes the
+    story: the first model, the monitor through the simulated live period and its storm, the
+    retraining the rare event starts, and the gate's decision, as a timeline and a report.
 
     Runs on the embedded simulated market (no network); a second run only adds new sessions."""
     from flows.demo import run_demo
