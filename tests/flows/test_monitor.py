@@ -325,3 +325,23 @@ def test_a_symbol_with_a_gap_in_its_bars_is_still_scored(world) -> None:
         store.dispose()
     mine = scored[scored["symbol"] == holed]
     assert len(mine) == 2 and mine["probability"].between(0, 1).all()
+
+
+def test_the_archive_job_holds_the_monitors_storm_and_a_second_run_changes_nothing(world, harness,
+                                                                                   tmp_path: Path) -> None:
+    from flows.archive import open_archive
+    from flows.monitor import update_archive
+
+    loaded, settings = world
+    grown = run_cycle(loaded, settings, MarketSelection(), LIVE[119].date(), retry_delays=())
+    config = str(monitor_config(tmp_path / "job.yaml"))
+    first = update_archive(config_path=config)
+    again = update_archive(config_path=config)
+    assert first["source"] == "simulated" and first["versions"] == [] and again["versions"] == []
+    archive = open_archive(settings)
+    try:
+        latest = archive.versions()[-1].version
+        events = set(archive.counts(latest)["event"])
+    finally:
+        archive.store.dispose()
+    assert latest == grown.archive_versions[-1] and set(grown.archived) <= events
