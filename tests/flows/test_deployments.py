@@ -154,13 +154,15 @@ def test_a_burst_of_storm_events_creates_one_retraining_run_templated_from_the_f
     deployed: Deployed, prefect_api: PrefectServer
 ) -> None:
     retrain = _read("retrain")
+    # The first event goes alone: the server may evaluate events sent together in another order.
     _emit_rare_event("spring-crash", "2026-03-13")
+    _flush_events()
+    runs = _wait_for_runs(retrain.id, 1)
+    assert len(runs) == 1, [r.parameters for r in runs]
     for i in range(4):  # the burst: more rare events and drift, within the cooldown
         _emit_rare_event(f"aftershock-{i}", f"2026-03-1{6 + i}")
         _emit_drift(f"2026-03-1{6 + i}")
     _flush_events()
-    runs = _wait_for_runs(retrain.id, 1)
-    assert len(runs) == 1, [r.parameters for r in runs]
     time.sleep(5.0)  # long enough for the burst's other events to have been evaluated (and ignored)
     runs = _wait_for_runs(retrain.id, 2, timeout=0.5)
     assert len(runs) == 1, f"the burst started {len(runs)} retrainings: {[r.parameters for r in runs]}"
