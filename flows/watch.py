@@ -163,15 +163,13 @@ def refresh_with_retries(loaded: LoadedConfig, settings: Settings, selection: Ma
                          delays: Sequence[float] = (1.0, 5.0)) -> FetchOutcome:
     """:func:`refresh_bars`, tried again after each of ``delays`` seconds (the Prefect flow uses
     its task's retries instead)."""
-    for attempt, delay in enumerate([*delays, None]):
+    for attempt, delay in enumerate(delays, start=1):
         try:
             return refresh_bars(loaded, settings, selection, through, market_source)
         except MarketDataError as exc:
-            if delay is None:
-                raise
-            log.warning("refresh failed (attempt %d): %s; retrying in %.1f s", attempt + 1, exc, delay)
+            log.warning("refresh failed (attempt %d): %s; retrying in %.1f s", attempt, exc, delay)
             time.sleep(delay)
-    raise AssertionError("unreachable")
+    return refresh_bars(loaded, settings, selection, through, market_source)  # the last attempt raises
 
 
 def _event_id(source: str, session: date, kind: str, key: str) -> str:
