@@ -12,12 +12,14 @@ import os
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from market.sources.base import (
     MarketDataError,
@@ -65,10 +67,45 @@ class RefreshResult:
 def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` so that a crash at any moment leaves either the old file or the
     new one, never a torn file: write a temporary sibling, fsync it, then rename over."""
+    _write_atomically(path, frame.to_parquet)
+
+
+def stream_parquet_atomically(parts: Iterable[pd.DataFrame], path: Path) -> int:
+    """Write ``parts`` to ``path`` one row group after another, atomically like
+    :func:`write_parquet_atomically`, holding one part at a time; returns the rows written.
+
+    Every part must have the same columns and dtypes (categoricals with the same categories), so
+    that the file reads back as their concatenation."""
+    written = 0
+
+    def write(temporary: Path) -> None:
+        nonlocal written
+        writer: pq.ParquetWriter | None = None
+        try:
+            for part in parts:
+                table = pa.Table.from_pandas(part, preserve_index=True)
+                if writer is None:
+                    writer = pq.ParquetWriter(temporary, table.schema)
+                elif not table.schema.equals(writer.schema):
+                    raise ValueError(f"a part's columns differ from the first part's: {table.schema} "
+                                     f"against {writer.schema}")
+                writer.write_table(table)
+                written += len(part)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise ValueError(f"no part to write to {path}")
+
+    _write_atomically(path, write)
+    return written
+
+
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
-        frame.to_parquet(temporary)
+        write(temporary)
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)

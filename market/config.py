@@ -104,3 +104,6 @@ class MarketConfig(_Section):
     #: The VIX where it is missing, for the features and the regime labeler alike (one setting,
     #: so both read the same VIX); the defaults are the map fitted on real history.
     vix_fallback: VixFallback = VixFallback()
+    #: Symbols whose features and labels are computed together: memory is one chunk's
+    #: intermediates plus the output, whatever the universe's size; values never depend on it.
+    feature_chunk_symbols: int = Field(64, ge=1)

@@ -83,10 +83,6 @@ class _Frames:
         self.pc = panel.proxy["close"].to_numpy(dtype="float64")[:, None]
         self.t = np.arange(len(panel.sessions), dtype="float64")[:, None]
         self._cache: dict[tuple[Any, ...], Any] = {}
-        groups: dict[str, list[int]] = {}
-        for j, symbol in enumerate(panel.symbols):
-            groups.setdefault(panel.sectors[symbol], []).append(j)
-        self.sector_groups = [np.array(g) for g in groups.values()]
 
     def memo(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
         if key not in self._cache:
@@ -144,6 +140,21 @@ class _Frames:
     def vix(self) -> np.ndarray:
         return self.vix_and_fallback[0]
 
+
+class _Universe:
+    """What a cross-sectional feature combines over: the whole universe's symbols and sectors.
+
+    Per-symbol features are computed on chunks of symbols (their values do not depend on the
+    other columns); cross-sectional ones gather their per-symbol input from every chunk and are
+    combined here, on the same universe-wide array in the same column order as an unchunked
+    computation, so the result is bit for bit the same."""
+
+    def __init__(self, panel: BarPanel) -> None:
+        groups: dict[str, list[int]] = {}
+        for j, symbol in enumerate(panel.symbols):
+            groups.setdefault(panel.sectors[symbol], []).append(j)
+        self.sector_groups = [np.array(g) for g in groups.values()]
+
     def by_sector(self, x: np.ndarray) -> np.ndarray:
         """Each symbol's equal-weighted sector mean of ``x`` over members with data."""
         out = np.empty_like(x, dtype="float64")
@@ -160,19 +171,31 @@ class _Frames:
             out[:, members] = rolling.cross_rank(x[:, members])
         return out
 
-    def cross_mean(self, x: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def cross_mean(x: np.ndarray) -> np.ndarray:
         counts = np.sum(np.isfinite(x), axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.nansum(x, axis=1, keepdims=True) / np.where(counts, counts, np.nan)
 
-    def cross_std(self, x: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def cross_std(x: np.ndarray) -> np.ndarray:
         return pd.DataFrame(x).std(axis=1).to_numpy()[:, None]
+
+
+Across = Callable[[np.ndarray, _Universe], np.ndarray]
 
 
 @dataclass(frozen=True)
 class _Feature:
+    """A feature's definition. ``compute`` reads one chunk of symbols' bars; a cross-sectional
+    feature also has ``across``, which combines ``compute``'s values of every symbol per session
+    (``history``: over every session, for a rolling window of the combined series, else only
+    on the sessions asked for)."""
+
     spec: FeatureSpec
     compute: Thunk
+    across: Across | None = None
+    history: bool = False
 
 
 def _catalogue(f: _Frames, fallback_sessions: int) -> list[_Feature]:  # noqa: C901 - one flat list reads best
@@ -182,8 +205,11 @@ def _catalogue(f: _Frames, fallback_sessions: int) -> list[_Feature]:  # noqa: C
     out: list[_Feature] = []
     R = rolling  # noqa: N806 - short alias keeps the definitions on one line
 
-    def add(name: str, family: str, lookback: int, definition: str, thunk: Thunk) -> None:
-        out.append(_Feature(FeatureSpec(name, family, lookback, definition), thunk))
+    def add(name: str, family: str, lookback: int, definition: str, thunk: Thunk,
+            across: Across | None = None, history: bool = False) -> None:
+        out.append(_Feature(FeatureSpec(name, family, lookback, definition), thunk, across, history))
+
+    U = _Universe  # noqa: N806 - the cross-sectional combines, read like R above
 
     # -- returns -----------------------------------------------------------------------------
     for n in (1, 2, 3, 5, 10, 20, 40, 60, 120, 250):
@@ -367,12 +393,16 @@ def _catalogue(f: _Frames, fallback_sessions: int) -> list[_Feature]:  # noqa: C
         lambda: f.pc / R.mean(f.pc, 200) - 1)
     add("mkt_rsi_14", "market", 15, "TA-Lib RSI(14) of the market proxy",
         lambda: talib_wide(talib.RSI, [f.pc], timeperiod=14)[0])
-    add("breadth_up", "market", 2, "share of the universe up on the session", lambda: f.cross_mean(f.up))
+    add("breadth_up", "market", 2, "share of the universe up on the session", lambda: f.up,
+        lambda x, _: U.cross_mean(x))
     for n in (50, 200):
         add(f"breadth_above_sma_{n}", "market", n, f"share of the universe above its SMA({n})",
-            lambda n=n: f.cross_mean(np.where(np.isnan(f.sma(n)), np.nan, (f.c > f.sma(n)).astype("float64"))))
-    add("dispersion_1", "market", 2, "cross-sectional std of daily returns", lambda: f.cross_std(f.r1))
-    add("dispersion_20", "market", 20, "cross-sectional std of 20-session returns", lambda: f.cross_std(f.ret(20)))
+            lambda n=n: np.where(np.isnan(f.sma(n)), np.nan, (f.c > f.sma(n)).astype("float64")),
+            lambda x, _: U.cross_mean(x))
+    add("dispersion_1", "market", 2, "cross-sectional std of daily returns", lambda: f.r1,
+        lambda x, _: U.cross_std(x))
+    add("dispersion_20", "market", 20, "cross-sectional std of 20-session returns", lambda: f.ret(20),
+        lambda x, _: U.cross_std(x))
 
     # -- regime and macro context (VIX) -------------------------------------------------------
     fallback = fallback_sessions + 1
@@ -406,13 +436,14 @@ def _catalogue(f: _Frames, fallback_sessions: int) -> list[_Feature]:  # noqa: C
     # -- sector context -----------------------------------------------------------------------
     for n in (1, 5, 20):
         add(f"sector_ret_{n}", "sector", n, f"equal-weighted mean {n}-session return of the sector",
-            lambda n=n: f.by_sector(f.ret(n)))
+            lambda n=n: f.ret(n), lambda x, u: u.by_sector(x))
     for n in (1, 5, 20, 60):
         add(f"rel_sector_ret_{n}", "sector", n, f"ret_{n} minus the sector's mean",
-            lambda n=n: f.ret(n) - f.by_sector(f.ret(n)))
+            lambda n=n: f.ret(n), lambda x, u: x - u.by_sector(x))
     add("sector_vol_20", "sector", 21, "annualised 20-session volatility of the sector's mean daily return",
-        lambda: R.std(f.by_sector(f.r1), 20) * ANNUALISE)
-    add("sector_breadth", "sector", 2, "share of the sector up on the session", lambda: f.by_sector(f.up))
+        lambda: f.r1, lambda x, u: R.std(u.by_sector(x), 20) * ANNUALISE, history=True)
+    add("sector_breadth", "sector", 2, "share of the sector up on the session", lambda: f.up,
+        lambda x, u: u.by_sector(x))
 
     # -- cross-sectional ranks per session ----------------------------------------------------
     ranked: list[tuple[str, int, Thunk]] = [
@@ -430,10 +461,10 @@ def _catalogue(f: _Frames, fallback_sessions: int) -> list[_Feature]:  # noqa: C
     ]
     for name, lookback, thunk in ranked:
         add(f"rank_{name}", "cross_section", lookback, f"percentile rank of {name} across the universe",
-            lambda t=thunk: R.cross_rank(t()))
+            thunk, lambda x, _: R.cross_rank(x))
     for name, lookback, thunk in ranked[1:4] + ranked[5:6]:
         add(f"sector_rank_{name}", "cross_section", lookback, f"percentile rank of {name} within the sector",
-            lambda t=thunk: f.sector_rank(t()))
+            thunk, lambda x, u: u.sector_rank(x))
     return out
 
 
@@ -448,6 +479,12 @@ def feature_specs(vix_fallback: VixFallback | None = None) -> tuple[FeatureSpec,
 FEATURES: tuple[FeatureSpec, ...] = feature_specs()
 FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)
 MAX_LOOKBACK: int = max(spec.lookback for spec in FEATURES)
+
+
+#: Symbols whose features are computed together (``market.feature_chunk_symbols``). A chunk's
+#: per-symbol intermediates (about a hundred arrays of every session x the chunk's symbols) are
+#: what bounds memory, so a universe of any size needs the memory of one chunk plus the output.
+DEFAULT_CHUNK_SYMBOLS = 64
 
 
 @dataclass(frozen=True)
@@ -468,6 +505,46 @@ class FeatureMatrix:
         return int(self.dropped.sum())
 
 
+@dataclass(frozen=True)
+class FeatureBlock:
+    """Features of every (session, symbol) asked for, as one dense array, before rows are kept.
+
+    ``values`` is ``(features, sessions, symbols)``, feature-major: each feature is written
+    contiguously, and the transposed view of kept rows is the column-major block pandas stores.
+    The archive writes its events from one block without building the whole frame first.
+    """
+
+    values: np.ndarray
+    names: tuple[str, ...]
+    sessions: pd.DatetimeIndex
+    symbols: pd.Index
+    has_bar: np.ndarray  # (sessions, symbols): the symbol has a bar on the session
+
+    def complete(self, partial: bool) -> np.ndarray:
+        """(sessions, symbols): rows with a bar and every feature defined (``partial``: any)."""
+        defined = np.full(self.has_bar.shape, not partial)
+        for values in self.values:  # one feature at a time: no boolean copy of the whole block
+            if partial:
+                defined |= np.isfinite(values)
+            else:
+                defined &= np.isfinite(values)
+        return self.has_bar & defined
+
+    def frame(self, keep: np.ndarray) -> pd.DataFrame:
+        """The rows where ``keep`` (sessions, symbols) holds, session-major, one column a feature."""
+        at = np.flatnonzero(keep.reshape(-1))
+        width = len(self.symbols)
+        index = pd.MultiIndex.from_arrays([self.sessions[at // width], self.symbols[at % width]],
+                                          names=["date", "symbol"])
+        flat = self.values.reshape(len(self.names), -1)
+        return pd.DataFrame(flat[:, at].T, index=index, columns=list(self.names), copy=False)
+
+    def matrix(self, partial: bool) -> FeatureMatrix:
+        complete = self.complete(partial)
+        dropped = pd.Series((self.has_bar & ~complete).sum(axis=0), index=self.symbols, name="dropped")
+        return FeatureMatrix(frame=self.frame(complete), dropped=dropped)
+
+
 def compute_features(
     panel: BarPanel,
     sessions: pd.DatetimeIndex | None = None,
@@ -475,6 +552,7 @@ def compute_features(
     *,
     partial: bool = False,
     vix_fallback: VixFallback | None = None,
+    chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
 ) -> FeatureMatrix:
     """Compute features of every symbol of ``panel`` on ``sessions`` (default: all).
 
@@ -489,8 +567,10 @@ def compute_features(
 
     Where the panel's VIX is missing, ``vix_fallback`` (``market.vix_fallback``; ``None``: its
     defaults) stands in: pass the configured one, the regime labeler reads the same.
+    ``chunk_symbols`` bounds memory (:func:`compute_block`); it never changes a value.
     """
-    return _compute(panel, sessions, features, np.float32, partial=partial, vix_fallback=vix_fallback)
+    block = compute_block(panel, sessions, features, vix_fallback=vix_fallback, chunk_symbols=chunk_symbols)
+    return block.matrix(partial)
 
 
 def _compute(
@@ -501,37 +581,76 @@ def _compute(
     *,
     partial: bool = False,
     vix_fallback: VixFallback | None = None,
+    chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
 ) -> FeatureMatrix:
+    block = compute_block(panel, sessions, features, dtype=dtype, vix_fallback=vix_fallback,
+                          chunk_symbols=chunk_symbols)
+    return block.matrix(partial)
+
+
+def symbol_chunks(count: int, size: int) -> list[slice]:
+    """Consecutive slices of at most ``size`` of ``count`` symbols."""
+    if size < 1:
+        raise ValueError(f"chunk_symbols must be at least 1, not {size}")
+    return [slice(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def compute_block(
+    panel: BarPanel,
+    sessions: pd.DatetimeIndex | None = None,
+    features: Iterable[str] | None = None,
+    *,
+    dtype: type[np.floating[Any]] = np.float32,
+    vix_fallback: VixFallback | None = None,
+    chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
+) -> FeatureBlock:
+    """Every feature asked for on ``sessions`` (default: all) of every symbol, ``chunk_symbols``
+    symbols at a time.
+
+    A per-symbol feature reads only its own symbol's bars (and the market's), so each chunk's
+    columns are final; a cross-sectional one (ranks, sector and breadth figures) gathers its
+    per-symbol input from every chunk and is combined once over the whole universe. Memory is
+    the output plus one chunk's intermediates, and every value equals the unchunked one.
+    """
     fallback = vix_fallback or VixFallback()
-    frames = _Frames(panel, fallback)
     wanted = set(features) if features is not None else None
-    catalogue = [f for f in _catalogue(frames, fallback.sessions) if wanted is None or f.spec.name in wanted]
-    if wanted is not None and len(catalogue) != len(wanted):
-        unknown = sorted(wanted - {f.spec.name for f in catalogue})
-        raise KeyError(f"unknown features: {', '.join(unknown)}")
+    specs = _selected(_catalogue(None, fallback.sessions), wanted)  # type: ignore[arg-type]
     rows = panel.sessions if sessions is None else panel.sessions.intersection(sessions)
     positions = panel.sessions.get_indexer(rows)
     span = slice(positions[0], positions[-1] + 1) if len(positions) else slice(0, 0)
     take = span if len(positions) == span.stop - span.start else positions
-    symbols = panel.symbols
-    # Feature-major layout: each feature is written contiguously, and the final transposed view is
-    # already the column-major block pandas stores, so no copy is made when the frame is built.
-    block = np.empty((len(catalogue), len(rows), len(symbols)), dtype=dtype)
+    symbols = pd.Index(panel.symbols)
+    values = np.empty((len(specs), len(rows), len(symbols)), dtype=dtype)
+    has_bar = np.empty((len(rows), len(symbols)), dtype=bool)
+    gathered = {k: np.empty((len(panel.sessions) if f.history else len(rows), len(symbols)))
+                for k, f in enumerate(specs) if f.across is not None}
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        for k, feature in enumerate(catalogue):
-            block[k] = feature.compute()[take]
-    flat = block.reshape(len(catalogue), -1)
-    has_bar = np.isfinite(frames.c[take]).reshape(-1)
-    defined = np.isfinite(flat)
-    complete = has_bar & (defined.any(axis=0) if partial else defined.all(axis=0))
-    dropped = pd.Series((has_bar & ~complete).reshape(len(rows), len(symbols)).sum(axis=0),
-                        index=symbols, name="dropped")
-    keep = np.flatnonzero(complete)
-    index = pd.MultiIndex.from_arrays(
-        [rows[keep // len(symbols)], pd.Index(symbols)[keep % len(symbols)]], names=["date", "symbol"]
-    )
-    frame = pd.DataFrame(flat[:, keep].T, index=index, columns=[f.spec.name for f in catalogue], copy=False)
-    return FeatureMatrix(frame=frame, dropped=dropped)
+        for chunk in symbol_chunks(len(symbols), chunk_symbols):
+            part = panel if chunk.stop - chunk.start == len(symbols) else panel.select(symbols[chunk])
+            frames = _Frames(part, fallback)
+            for k, feature in enumerate(_selected(_catalogue(frames, fallback.sessions), wanted)):
+                computed = feature.compute()
+                if feature.across is None:
+                    values[k][:, chunk] = computed[take]
+                else:
+                    gathered[k][:, chunk] = computed if feature.history else computed[take]
+            has_bar[:, chunk] = np.isfinite(frames.c[take])
+            del frames, part
+        universe = _Universe(panel)
+        for k in list(gathered):
+            combined = specs[k].across(gathered.pop(k), universe)  # type: ignore[misc]
+            values[k] = combined[take] if specs[k].history else combined
+    return FeatureBlock(values=values, names=tuple(f.spec.name for f in specs), sessions=pd.DatetimeIndex(rows),
+                        symbols=symbols, has_bar=has_bar)
+
+
+def _selected(catalogue: list[_Feature], wanted: set[str] | None) -> list[_Feature]:
+    """The catalogue's features named in ``wanted`` (all when ``None``), in catalogue order."""
+    chosen = [f for f in catalogue if wanted is None or f.spec.name in wanted]
+    if wanted is not None and len(chosen) != len(wanted):
+        unknown = sorted(wanted - {f.spec.name for f in chosen})
+        raise KeyError(f"unknown features: {', '.join(unknown)}")
+    return chosen
 
 
 def _unstable_sessions(alpha: float, smoothings: int = 1) -> int:

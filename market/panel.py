@@ -6,7 +6,7 @@ all symbols in C, not once per sample (the original system's 12-20 hour bottlene
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -74,6 +74,15 @@ class BarPanel:
     @property
     def symbols(self) -> list[str]:
         return list(self.close.columns)
+
+    def select(self, symbols: Sequence[str]) -> BarPanel:
+        """The panel of ``symbols`` only, on the same sessions with the same proxy and VIX."""
+        columns = list(symbols)
+        return BarPanel(
+            open=self.open[columns], high=self.high[columns], low=self.low[columns],
+            close=self.close[columns], volume=self.volume[columns], proxy=self.proxy, vix=self.vix,
+            sectors={s: self.sectors[s] for s in columns},
+        )
 
     def truncate(self, last: pd.Timestamp) -> BarPanel:
         """The panel as it was known at the close of ``last`` (for look-ahead tests)."""

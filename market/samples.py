@@ -11,7 +11,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from market.features import compute_features
+from market.features import DEFAULT_CHUNK_SYMBOLS, FeatureBlock, compute_block, symbol_chunks
 from market.labels import make_labels
 from market.panel import BarPanel
 from market.vix import VixFallback
@@ -160,6 +160,68 @@ class SampleSet:
     dropped_unlabelled: int
 
 
+@dataclass(frozen=True)
+class SampleBlock:
+    """Features and labels of every (session, symbol) asked for, dense, before rows are kept:
+    what :func:`build_samples` turns into one frame and the archive into one frame per event."""
+
+    features: FeatureBlock
+    label: np.ndarray  # (sessions, symbols), NaN where the label is not known yet
+    forward_return: np.ndarray  # (sessions, symbols)
+    label_end: np.ndarray  # (sessions,) datetime64: the session the label's horizon ends on
+    complete: np.ndarray  # (sessions, symbols): a bar and the features (all, or any when partial)
+    sectors: pd.Categorical  # (symbols,) every symbol's sector, over the universe's sectors
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return ~np.isnan(self.label)
+
+    def frame(self, keep: np.ndarray, provenance: str) -> pd.DataFrame:
+        """The rows where ``keep`` (sessions, symbols) holds: features, then :data:`SAMPLE_COLUMNS`."""
+        frame = self.features.frame(keep)
+        at = np.flatnonzero(keep.reshape(-1))
+        width = len(self.features.symbols)
+        frame["label"] = self.label.reshape(-1)[at]
+        frame["forward_return"] = self.forward_return.reshape(-1)[at]
+        frame["label_end"] = self.label_end[at // width]
+        frame["sector"] = self.sectors.take(at % width)
+        frame["provenance"] = pd.Categorical.from_codes(np.zeros(len(at), dtype=np.int8), [provenance])
+        return frame
+
+
+def sample_block(
+    panel: BarPanel,
+    sessions: pd.DatetimeIndex,
+    *,
+    horizon: int = 5,
+    kind: str = "excess",
+    beta_lookback: int = 252,
+    barrier: float | None = None,
+    features: Iterable[str] | None = None,
+    partial: bool = False,
+    vix_fallback: VixFallback | None = None,
+    chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
+) -> SampleBlock:
+    """Features and labels on ``sessions``, ``chunk_symbols`` symbols at a time (a label reads only
+    its own symbol's bars and the market's, like a per-symbol feature)."""
+    block = compute_block(panel, sessions, features, vix_fallback=vix_fallback, chunk_symbols=chunk_symbols)
+    at = panel.sessions.get_indexer(block.sessions)
+    label = np.empty(block.has_bar.shape)
+    forward = np.empty(block.has_bar.shape)
+    for chunk in symbol_chunks(len(block.symbols), chunk_symbols):
+        whole = chunk.stop - chunk.start == len(block.symbols)
+        part = panel if whole else panel.select(block.symbols[chunk])
+        labels = make_labels(part, horizon, kind, beta_lookback, barrier)  # type: ignore[arg-type]
+        label[:, chunk] = labels.label.to_numpy()[at]
+        forward[:, chunk] = labels.forward_return.to_numpy()[at]
+    ends = np.full(len(panel.sessions), np.datetime64("NaT"), dtype="datetime64[ns]")
+    ends[: max(len(panel.sessions) - horizon, 0)] = panel.sessions[horizon:].to_numpy()
+    names = [panel.sectors[s] for s in block.symbols]
+    sectors = pd.Categorical(names, categories=sorted(set(names)))
+    return SampleBlock(features=block, label=label, forward_return=forward, label_end=ends[at],
+                       complete=block.complete(partial), sectors=sectors)
+
+
 def build_samples(
     panel: BarPanel,
     start: date | pd.Timestamp,
@@ -174,6 +236,7 @@ def build_samples(
     features: Iterable[str] | None = None,
     partial: bool = False,
     vix_fallback: VixFallback | None = None,
+    chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
 ) -> SampleSet:
     """Samples of every panel symbol on the sessions in ``[start, end]``.
 
@@ -181,34 +244,20 @@ def build_samples(
     label is still unknown are dropped and counted, unless ``require_label`` is False (live
     scoring), in which case their label stays NaN. ``partial`` keeps rows where only some
     features are undefined (a gap or a short history; see :func:`compute_features`).
-    ``vix_fallback`` is the configured ``market.vix_fallback`` (``None``: its defaults).
+    ``vix_fallback`` is the configured ``market.vix_fallback`` (``None``: its defaults), and
+    ``chunk_symbols`` (``market.feature_chunk_symbols``) bounds memory without changing a value.
     """
     sessions = panel.sessions[(panel.sessions >= pd.Timestamp(start)) & (panel.sessions <= pd.Timestamp(end))]
-    matrix = compute_features(panel, sessions, features, partial=partial, vix_fallback=vix_fallback)
-    labels = make_labels(panel, horizon, kind, beta_lookback, barrier)  # type: ignore[arg-type]
-    frame = matrix.frame
-    dates = frame.index.get_level_values("date")
-    symbols = frame.index.get_level_values("symbol")
-    rows = labels.label.index.get_indexer(dates)
-    cols = labels.label.columns.get_indexer(symbols)
-    label = labels.label.to_numpy()[rows, cols]
-    extra = pd.DataFrame(
-        {
-            "label": label,
-            "forward_return": labels.forward_return.to_numpy()[rows, cols],
-            "label_end": labels.label_end.to_numpy()[rows],
-            "sector": pd.Categorical([panel.sectors[s] for s in symbols]),
-            "provenance": pd.Categorical([provenance] * len(frame)),
-        },
-        index=frame.index,
-    )
-    combined = pd.concat([frame, extra], axis=1)
-    unlabelled = combined["label"].isna()
-    if require_label:
-        combined = combined.loc[~unlabelled]
+    block = sample_block(panel, sessions, horizon=horizon, kind=kind, beta_lookback=beta_lookback,
+                         barrier=barrier, features=features, partial=partial, vix_fallback=vix_fallback,
+                         chunk_symbols=chunk_symbols)
+    unlabelled = block.complete & ~block.labelled
+    keep = block.complete & block.labelled if require_label else block.complete
+    has_bar = block.features.has_bar
     return SampleSet(
-        frame=combined,
-        feature_names=tuple(matrix.frame.columns),
-        dropped_lookback=matrix.dropped,
+        frame=block.frame(keep, provenance),
+        feature_names=block.features.names,
+        dropped_lookback=pd.Series((has_bar & ~block.complete).sum(axis=0), index=block.features.symbols,
+                                   name="dropped"),
         dropped_unlabelled=int(unlabelled.sum()) if require_label else 0,
     )

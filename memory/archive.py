@@ -25,20 +25,24 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import itertools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from sqlmodel import select
 
-from market.cache import write_parquet_atomically
+from market.cache import stream_parquet_atomically
 from market.config import LabelSettings
-from market.features import FEATURE_NAMES
+from market.features import DEFAULT_CHUNK_SYMBOLS, FEATURE_NAMES
 from market.panel import BarPanel
-from market.samples import build_samples
+from market.samples import SampleBlock, sample_block
 from market.vix import VixFallback
 from memory.config import ArchiveConfig, ArchiveEvent
 from memory.store import Store
@@ -152,6 +156,68 @@ def _held(counts: pd.DataFrame, event: ArchiveEvent) -> bool:
     return bool(((same["start"] == event.start) & (same["end"] >= event.end)).any())
 
 
+def _events_block(
+    events: Sequence[ArchiveEvent], panel: BarPanel, labels: LabelSettings, *, partial: bool,
+    vix_fallback: VixFallback | None, chunk_symbols: int,
+) -> SampleBlock:
+    """Features and labels of every symbol on the sessions inside any of ``events``' windows."""
+    sessions = panel.sessions
+    inside = np.zeros(len(sessions), dtype=bool)
+    for event in events:
+        inside |= (sessions >= pd.Timestamp(event.start)) & (sessions <= pd.Timestamp(event.end))
+    return sample_block(panel, sessions[inside], horizon=labels.horizon, kind=labels.kind,
+                        beta_lookback=labels.beta_lookback, barrier=labels.triple_barrier, partial=partial,
+                        vix_fallback=vix_fallback, chunk_symbols=chunk_symbols)
+
+
+class _EventPart:
+    """One event's labelled samples in a block (built when first read) and its counts row."""
+
+    def __init__(self, event: ArchiveEvent, block: SampleBlock) -> None:
+        self.event, self.block = event, block
+        dates = block.features.sessions
+        self.window = (dates >= pd.Timestamp(event.start)) & (dates <= pd.Timestamp(event.end))
+        inside = block.complete & self.window[:, None]
+        self.keep = inside & block.labelled
+        bars = block.features.has_bar[self.window]
+        self.counts = {
+            "event": event.name, "regime": event.regime.value, "start": event.start, "end": event.end,
+            "weight": event.weight, "sessions": int(self.window.sum()),
+            "symbols": int(bars.any(axis=0).sum()),
+            "samples": int(self.keep.sum()), "unlabelled": int(inside.sum() - self.keep.sum()),
+            "dropped_lookback": int(bars.sum() - inside.sum()),
+        }
+
+    def frame(self) -> pd.DataFrame:
+        return self.block.frame(self.keep, "archive").assign(event=self.event.name,
+                                                            regime=self.event.regime.value)
+
+
+def _kept_parts(path: Path, replaced: Sequence[str]) -> Iterator[pd.DataFrame]:
+    """The samples of the archive at ``path`` outside the ``replaced`` events, a row group at a time."""
+    parquet = pq.ParquetFile(path)
+    for group in range(parquet.num_row_groups):
+        frame = parquet.read_row_group(group).to_pandas()
+        yield frame.loc[~frame["event"].astype(str).isin(replaced)]
+
+
+def _write_parts(path: Path, parts: Iterable[pd.DataFrame], counts: Sequence[Mapping[str, Any]]) -> int:
+    """Write ``parts`` (frames made one at a time) as row groups of one Parquet file, with
+    ``event``, ``regime`` and ``provenance`` as categoricals over the values the ``counts`` rows
+    with samples hold, in sorted order, in every part: the file reads back as the parts'
+    concatenation would, and memory holds one part."""
+    held = [row for row in counts if row["samples"] > 0]
+    categories = {"event": sorted({str(r["event"]) for r in held}),
+                  "regime": sorted({str(r["regime"]) for r in held}), "provenance": ["archive"]}
+
+    def categorised(frame: pd.DataFrame) -> pd.DataFrame:
+        for column, values in categories.items():
+            frame[column] = pd.Categorical(frame[column].astype(str), categories=values)
+        return frame
+
+    return stream_parquet_atomically((categorised(part) for part in parts), path)
+
+
 class RareEventArchive:
     """Builds, versions and reads the archive under ``root`` with its records in ``store``."""
 
@@ -172,12 +238,16 @@ class RareEventArchive:
         on_progress: ProgressCallback | None = None,
         vix_fallback: VixFallback | None = None,
         partial: bool = True,
+        chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
     ) -> ArchiveBuild:
         """Build the archive's samples for every event, unless an identical build exists.
 
         ``vix_fallback`` is the configured ``market.vix_fallback`` (``None``: its defaults).
         ``partial`` keeps rows where only some features are undefined; ``False`` keeps only rows
         with every feature (the former behaviour, where one missing bar cost about a year).
+        Features and labels are computed on the events' sessions only, ``chunk_symbols``
+        symbols at a time (``market.feature_chunk_symbols``), and written event by event: memory
+        is the events' samples once plus one chunk's intermediates, never the whole history.
         """
         started = time.perf_counter()
         progress = on_progress or (lambda _: None)
@@ -191,35 +261,13 @@ class RareEventArchive:
         version = self._new_version_name(config.version, content_hash)
 
         progress("features and labels")
-        windows = [(pd.Timestamp(e.start), pd.Timestamp(e.end)) for e in config.events]
-        union = min(w[0] for w in windows), max(w[1] for w in windows)
-        samples = build_samples(panel, union[0], union[1], horizon=labels.horizon, kind=labels.kind,
-                                beta_lookback=labels.beta_lookback, barrier=labels.triple_barrier,
-                                provenance="archive", require_label=False, partial=partial,
-                                vix_fallback=vix_fallback)
-        frame = samples.frame
-        dates = frame.index.get_level_values("date")
-        symbols_with_bars = panel.close.notna()
-        parts, rows = [], []
-        for event, (start, end) in zip(config.events, windows, strict=True):
-            progress(event.name)
-            inside = frame.loc[(dates >= start) & (dates <= end)]
-            labelled = inside.loc[inside["label"].notna()]
-            part = labelled.assign(event=event.name, regime=event.regime.value)
-            parts.append(part)
-            bars = symbols_with_bars.loc[start:end]
-            rows.append({
-                "event": event.name, "regime": event.regime.value, "start": event.start, "end": event.end,
-                "weight": event.weight, "sessions": len(bars), "symbols": int(bars.any().sum()),
-                "samples": len(part), "unlabelled": int(len(inside) - len(labelled)),
-                "dropped_lookback": int(bars.to_numpy().sum() - len(inside)),
-            })
-        archive = pd.concat(parts)
-        archive["event"] = archive["event"].astype("category")
-        archive["regime"] = archive["regime"].astype("category")
-        archive["provenance"] = archive["provenance"].astype(str).astype("category")
+        block = _events_block(config.events, panel, labels, partial=partial, vix_fallback=vix_fallback,
+                              chunk_symbols=chunk_symbols)
+        progress("events")
+        parts = [_EventPart(event, block) for event in config.events]
         path = self.path_for(version)
-        write_parquet_atomically(archive, path)
+        rows = [p.counts for p in parts]
+        _write_parts(path, (p.frame() for p in parts), rows)
         counts = pd.DataFrame(rows)
         self._record(version, config.version, content_hash, source, counts)
         progress("written")
@@ -235,6 +283,7 @@ class RareEventArchive:
         base: str | None = None,
         vix_fallback: VixFallback | None = None,
         partial: bool = True,
+        chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
     ) -> ArchiveGrowth:
         """Add discovered events to the archive as a new version, idempotently.
 
@@ -246,7 +295,8 @@ class RareEventArchive:
         events to the same base twice finds the version of the first time (content hash), so a
         replay adds nothing. Samples are built from ``panel`` as given: pass it truncated to the
         session the monitor is at, so no label past that session is used. ``vix_fallback`` and
-        ``partial`` are as for :meth:`build` (and part of the new version's identity).
+        ``partial`` are as for :meth:`build` (and part of the new version's identity), and so is
+        ``chunk_symbols`` (which is not).
 
         Raises
         ------
@@ -273,44 +323,23 @@ class RareEventArchive:
             return ArchiveGrowth(existing.version, base, False, names, self.counts(existing.version),
                                  self.path_for(existing.version))
 
-        first = min(pd.Timestamp(e.start) for e in pending)
-        last = max(pd.Timestamp(e.end) for e in pending)
-        built = build_samples(panel, first, last, horizon=labels.horizon, kind=labels.kind,
-                              beta_lookback=labels.beta_lookback, barrier=labels.triple_barrier,
-                              provenance="archive", require_label=False, partial=partial,
-                              vix_fallback=vix_fallback).frame
-        dates = built.index.get_level_values("date")
-        labelled_dates = dates[built["label"].notna().to_numpy()]
-        empty = tuple(e.name for e in pending if not ((labelled_dates >= pd.Timestamp(e.start))
-                                                       & (labelled_dates <= pd.Timestamp(e.end))).any())
-        pending = [e for e in pending if e.name not in empty]
-        names = tuple(e.name for e in pending)
-        if not pending:
+        block = _events_block(pending, panel, labels, partial=partial, vix_fallback=vix_fallback,
+                              chunk_symbols=chunk_symbols)
+        fresh = [_EventPart(event, block) for event in pending]
+        empty = tuple(p.event.name for p in fresh if p.counts["samples"] == 0)
+        fresh = [p for p in fresh if p.counts["samples"] > 0]
+        names = tuple(p.event.name for p in fresh)
+        if not fresh:
             return ArchiveGrowth(base, base, False, (), counts, self.path_for(base), empty)
-        has_bars = panel.close.notna()
-        old = self.load(base)
-        parts = [old.loc[~old["event"].isin(names)]]
         kept = counts.loc[~counts["event"].isin(names)].copy()
-        kept["weight"] *= (1.0 - sum(e.weight for e in pending)) / kept["weight"].sum()
-        rows = kept.to_dict("records")
-        for event in pending:
-            start, end = pd.Timestamp(event.start), pd.Timestamp(event.end)
-            inside = built.loc[(dates >= start) & (dates <= end)]
-            labelled = inside.loc[inside["label"].notna()]
-            parts.append(labelled.assign(event=event.name, regime=event.regime.value))
-            bars = has_bars.loc[start:end]
-            rows.append({
-                "event": event.name, "regime": event.regime.value, "start": event.start, "end": event.end,
-                "weight": event.weight, "sessions": len(bars), "symbols": int(bars.any().sum()),
-                "samples": len(labelled), "unlabelled": int(len(inside) - len(labelled)),
-                "dropped_lookback": int(bars.to_numpy().sum() - len(inside)),
-            })
-        grown = pd.concat([part.astype({"event": str, "regime": str, "provenance": str}) for part in parts])
-        for column in ("event", "regime", "provenance"):
-            grown[column] = grown[column].astype("category")
+        kept["weight"] *= (1.0 - sum(p.event.weight for p in fresh)) / kept["weight"].sum()
+        rows = kept.to_dict("records") + [p.counts for p in fresh]
         version = self._new_version_name(record.configured_version, content_hash)
         path = self.path_for(version)
-        write_parquet_atomically(grown, path)
+        old = self.path_for(base)
+        if not old.exists():
+            raise ArchiveNotBuilt(f"archive version {base} has no samples at {old}")
+        _write_parts(path, itertools.chain(_kept_parts(old, names), (p.frame() for p in fresh)), rows)
         new_counts = pd.DataFrame(rows)
         self._record(version, record.configured_version, content_hash, source, new_counts)
         return ArchiveGrowth(version, base, True, names, new_counts, path, empty)

@@ -13,6 +13,7 @@ from flows.config import load_config
 from market.config import LabelSettings
 from market.features import FEATURE_NAMES
 from market.panel import BarPanel
+from market.samples import build_samples
 from memory.archive import ArchiveNotBuilt, RareEventArchive
 from memory.config import ArchiveConfig, ArchiveEvent
 from memory.store import Store
@@ -73,6 +74,28 @@ def test_the_default_archive_has_every_event_with_full_counts(full_panel: BarPan
     assert list(samples.columns[: len(FEATURE_NAMES)]) == list(FEATURE_NAMES)
     assert samples["label"].isin([0.0, 1.0]).all()
     assert (samples["label_end"] > samples.index.get_level_values("date")).all()
+
+
+def test_the_archive_is_the_whole_span_cut_to_each_event(small_panel: BarPanel, tmp_path: Path) -> None:
+    """Only the events' sessions are computed, a few symbols at a time, and written event by event:
+    the samples are those of one computation over the whole span from the first window to the
+    last, cut to each window, in the same order and with the same types."""
+    with Store(f"sqlite:///{tmp_path / 'db.sqlite'}") as store:
+        archive = RareEventArchive(tmp_path / "archive", store)
+        archive.build(CONFIG.memory.archive, small_panel, LABELS, "simulated", chunk_symbols=5)
+        samples = archive.load()
+    events = CONFIG.memory.archive.events
+    span = build_samples(small_panel, min(e.start for e in events), max(e.end for e in events),
+                         provenance="archive", require_label=False, partial=True,
+                         chunk_symbols=len(small_panel.symbols)).frame
+    dates = span.index.get_level_values("date")
+    expected = pd.concat([
+        span.loc[(dates >= pd.Timestamp(e.start)) & (dates <= pd.Timestamp(e.end)) & span["label"].notna()]
+        .assign(event=e.name, regime=e.regime.value) for e in events])
+    expected = expected.astype({"event": "category", "regime": "category",
+                                "provenance": pd.CategoricalDtype(["archive"])})
+    assert len(samples) > 10_000
+    pd.testing.assert_frame_equal(samples, expected, check_exact=True)
 
 
 def test_rebuild_is_a_no_op_and_a_change_makes_a_new_readable_version(store: Store, small_panel: BarPanel,
