@@ -1,13 +1,20 @@
 """What the monitor saw, stored: drift events and discovered rare events (SPEC.md modules 6, 7).
 
-Two tables, written idempotently so that replaying the same sessions (a restarted monitor, a
+Three tables, written idempotently so that replaying the same sessions (a restarted monitor, a
 second backtest) changes nothing:
 
 * ``sw_drift_event``: one row per (source, detector, session) that raised drift, with the
   headline statistic, its threshold, the session the drift has lasted since, and what drifted;
 * ``sw_discovered_event``: one row per (source, event name) proposed by rare-event discovery,
   its window, regime, status (open, closed, known), evidence and the archive version that holds
-  it. Seeing the event again updates its window and status in place.
+  it. Seeing the event again updates its window and status in place;
+* ``sw_discovered_event_stage``: the stages at which a new (not known) discovered event grows
+  the archive, each written once and never changed: ``detected`` (its window from its start to
+  the session it was proposed on, with the regime it had then), the monitor's milestones while
+  it lasts (``open+N``, N sessions after its detection) and ``closed`` (its whole window and
+  final regime, on the session it closed), with the archive version that took it in. The
+  event's row above changes as the event goes on; a stage keeps what was known at that session,
+  so growing the archive with it gives the same version whenever it is done.
 
 The rows arrive as the small frozen dataclasses below, built by a flow from the monitors' own
 results, because ``memory`` does not import ``monitors``.
@@ -19,6 +26,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import Text, UniqueConstraint
 from sqlmodel import Field, SQLModel, select
@@ -27,9 +35,29 @@ from memory.store import Store
 from memory.tables import UTCDateTime, utc_now
 
 __all__ = [
-    "DiscoveredEventRecord", "DiscoveredEventRow", "DriftEventRecord", "DriftEventRow", "discovered_events",
-    "drift_events", "mark_archived", "record_discovered_events", "record_drift_events",
+    "CLOSED", "DETECTED", "OPEN", "DiscoveredEventRecord", "DiscoveredEventRow", "DriftEventRecord",
+    "DriftEventRow", "EventStageRecord", "discovered_events", "drift_events", "event_stages", "mark_archived",
+    "mark_stage_archived", "open_stage", "record_discovered_events", "record_drift_events",
+    "record_event_stage", "stage_rank",
 ]
+
+#: The stages at which a discovered event grows the archive: when it is detected, then (the
+#: monitor's milestones, ``open+N``) every so many sessions while it lasts, then when it closes.
+DETECTED, OPEN, CLOSED = "detected", "open", "closed"
+
+
+def open_stage(sessions: int) -> str:
+    """The name of the milestone ``sessions`` sessions after an event's detection."""
+    return f"{OPEN}+{sessions}"
+
+
+def stage_rank(stage: str) -> tuple[int, int]:
+    """Where ``stage`` comes among one event's stages (detected, open+N by N, closed)."""
+    if stage == DETECTED:
+        return (0, 0)
+    if stage == CLOSED:
+        return (2, 0)
+    return (1, int(stage.partition("+")[2] or 0))
 
 
 class DriftEventRecord(SQLModel, table=True):
@@ -81,6 +109,33 @@ class DiscoveredEventRecord(SQLModel, table=True):
     evidence: str = Field(sa_type=Text)
     archive_version: str | None = None
     updated_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class EventStageRecord(SQLModel, table=True):
+    """One stage at which a new discovered event grows the archive, as known on its session.
+
+    ``stage`` is ``detected`` (``session`` is the proposal's, ``end`` equals it: the window so
+    far), ``open+N`` (a milestone ``N`` sessions later, while the event lasts: ``end`` is its
+    last stormy session by then) or ``closed`` (``session`` is the one it closed on, ``end`` its
+    last stormy session).
+    Written once, when the stage is first recorded, and never changed but for
+    ``archive_version``: the version the archive had once this stage was added (the same as
+    before it when the window held no labelled sample).
+    """
+
+    __tablename__ = "sw_discovered_event_stage"
+    __table_args__ = (UniqueConstraint("source", "name", "stage", name="uq_sw_discovered_event_stage_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str
+    name: str
+    stage: str
+    session: date = Field(index=True)
+    start: date
+    end: date
+    regime: str
+    archive_version: str | None = None
+    recorded_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
 
 
 @dataclass(frozen=True)
@@ -149,12 +204,53 @@ def drift_events(store: Store, *, source: str | None = None) -> list[DriftEventR
         return list(session.exec(query.order_by(DriftEventRecord.session, DriftEventRecord.detector)).all())
 
 
+def _stages(row: DiscoveredEventRow) -> list[dict[str, object]]:
+    """The archive stages ``row``'s state has reached (none for an event overlapping a configured one)."""
+    if row.known_as is not None or row.status == "known":
+        return []
+    stages: list[dict[str, object]] = [
+        {"stage": DETECTED, "session": row.proposed_on, "start": row.start, "end": row.proposed_on,
+         "regime": row.regime}]
+    if row.status == "closed" and row.closed_on is not None:
+        stages.append({"stage": CLOSED, "session": row.closed_on, "start": row.start, "end": row.end,
+                       "regime": row.regime})
+    return stages
+
+
+def _insert_stage(store: Store, db: Any, *, source: str, name: str, stage: str, **values: Any) -> bool:
+    """Insert one archive stage unless it is recorded already; whether it was new."""
+    exists = db.exec(select(EventStageRecord.id).where(
+        EventStageRecord.source == source, EventStageRecord.name == name,
+        EventStageRecord.stage == stage)).first()
+    if exists is not None:
+        return False
+    store._insert_if_absent(db, EventStageRecord, {"source": source, "name": name, "stage": stage,
+                                                   "recorded_at": utc_now(), **values},
+                            ("source", "name", "stage"))
+    return True
+
+
+def record_event_stage(store: Store, *, source: str, name: str, stage: str, session: date, start: date,
+                       end: date, regime: str) -> bool:
+    """Record an archive stage of a discovered event once (a milestone the monitor reached);
+    return whether it was new. Recording it again, with whatever values, changes nothing."""
+    with store.session() as db:
+        return _insert_stage(store, db, source=source, name=name, stage=stage, session=session, start=start,
+                             end=end, regime=regime)
+
+
 def record_discovered_events(store: Store, *, source: str, rows: Sequence[DiscoveredEventRow]) -> int:
     """Insert new events and bring known ones up to date (window, status, evidence); return how
-    many rows were inserted or changed. Recording the same state again changes nothing."""
+    many rows were inserted or changed. Recording the same state again changes nothing.
+
+    The archive stages the event has reached are recorded too, each the first time it is seen
+    (the monitor records every session, so the ``detected`` stage keeps the regime of the
+    proposal's session); they are not counted."""
     changed = 0
     with store.session() as session:
         for row in rows:
+            for stage in _stages(row):
+                _insert_stage(store, session, source=source, name=row.name, **stage)  # type: ignore[arg-type]
             values = {
                 "regime": row.regime, "start": row.start, "end": row.end, "sessions": row.sessions,
                 "proposed_on": row.proposed_on, "closed_on": row.closed_on, "status": row.status,
@@ -196,3 +292,22 @@ def mark_archived(store: Store, *, source: str, names: Sequence[str], version: s
                 record.archive_version = version
                 record.updated_at = utc_now()
                 session.add(record)
+
+
+def event_stages(store: Store, *, source: str) -> list[EventStageRecord]:
+    """The archive stages of ``source``'s new discovered events, in the order the archive takes
+    them: by session, a detection before a close on the same session, then by name."""
+    with store.session() as session:
+        records = list(session.exec(select(EventStageRecord).where(EventStageRecord.source == source)).all())
+    return sorted(records, key=lambda r: (r.session, stage_rank(r.stage), r.name))
+
+
+def mark_stage_archived(store: Store, *, source: str, name: str, stage: str, version: str) -> None:
+    """Note that archive ``version`` is where the archive stood once stage ``stage`` of ``name`` was added."""
+    with store.session() as session:
+        record = session.exec(select(EventStageRecord).where(
+            EventStageRecord.source == source, EventStageRecord.name == name,
+            EventStageRecord.stage == stage)).first()
+        if record is not None and record.archive_version != version:
+            record.archive_version = version
+            session.add(record)
