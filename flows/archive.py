@@ -121,52 +121,110 @@ def build_archive(
         archive.store.dispose()
 
 
+#: While a discovered event lasts, the monitor grows the archive with it every this many sessions
+#: after its detection (its labelled rows so far), at most :data:`ARCHIVE_MILESTONES` times.
+ARCHIVE_MILESTONE_SESSIONS = 20
+ARCHIVE_MILESTONES = 5
+
+
+def stage_words(stage: str) -> str:
+    """What an archive stage holds of its event, in words."""
+    from memory.watch_log import CLOSED, DETECTED
+
+    if stage == DETECTED:
+        return "its window so far, at its detection"
+    if stage == CLOSED:
+        return "its whole window, now closed"
+    return f"its window so far, {stage.partition('+')[2]} sessions after its detection"
+
+
+@dataclass(frozen=True)
+class ArchiveStep:
+    """One discovered event's stage taken into the archive: ``detected`` (its window from its
+    start to ``session``, the session it was proposed on), ``open+N`` (a milestone N sessions
+    later) or ``closed`` (its whole window, ``session`` being the one it closed on), built from
+    the bars known on ``session``."""
+
+    name: str
+    stage: str
+    session: date
+    start: date
+    end: date
+    version: str  # the archive's version once this stage was added
+    built: bool  # built just now (else found: an earlier growth, or nothing labelled to add)
+    samples: int  # the event's labelled samples in ``version``
+    new: bool = True  # taken in by this call (the stage was not marked archived before)
+
+    def describe(self) -> str:
+        held = (f"{self.samples:,} labelled samples in {self.version}" if self.samples
+                else f"no label matured yet: the archive stays {self.version}")
+        return f"{self.name}, {stage_words(self.stage)} ({self.start}..{self.end}): {held}"
+
+
 @dataclass(frozen=True)
 class ArchiveWithDiscoveries:
     """The archive version that holds the configured events and every discovered one."""
 
     version: str
-    added: tuple[str, ...]  # discovered events a version was built for just now
+    added: tuple[str, ...]  # the discovered event of each version built just now
     built: tuple[str, ...]  # the versions built just now
+    steps: tuple[ArchiveStep, ...] = ()  # every stage the version holds, in order (built or found)
 
 
 def with_discoveries(loaded: LoadedConfig, settings: Settings, source: str, base: str,
                      panel: BarPanel) -> ArchiveWithDiscoveries:
-    """``base`` (the configured events' version) grown with every closed, new rare event the
-    monitor discovered by ``panel``'s last session, one version per event in the order they
-    closed, each built from the bars known on the session it closed.
+    """``base`` (the configured events' version) grown with every new rare event the monitor
+    discovered by ``panel``'s last session, at each stage of the event: when it was detected
+    (its window from its start to the session it was proposed on), every
+    :data:`ARCHIVE_MILESTONE_SESSIONS` sessions while it lasts (at most
+    :data:`ARCHIVE_MILESTONES` times; its window by then), and when it closed (its whole
+    window). Each stage replaces the event's shorter window of the one before. The stages are
+    taken in the order they happened, one version each, each built from the bars known on its
+    session (the panel truncated there, so a row whose label needs a later bar is unlabelled
+    and left out: an event detected on its first session has no labelled row yet, and that
+    stage adds nothing).
 
-    This is the archive both the monitor grows and retraining reads: growing the same base with
-    the same events finds the same versions (content hash), so retraining pays only lookups."""
+    This is the archive both the monitor grows and retraining reads: the stages are recorded
+    once, as known on their session (:class:`memory.watch_log.EventStageRecord`), and growing
+    the same base with the same stages finds the same versions (content hash), so a retraining
+    as of session T reads the version the monitor built with the stages up to T, paying only
+    lookups."""
     from memory.config import ArchiveEvent
-    from memory.watch_log import discovered_events, mark_archived
+    from memory.watch_log import discovered_events, event_stages, mark_archived, mark_stage_archived
 
     config = loaded.config
     last = panel.sessions[-1]
     store = open_store(settings)
     try:
-        closed = sorted((e for e in discovered_events(store, source=source)
-                         if e.status == "closed" and e.known_as is None and e.closed_on is not None
-                         and pd.Timestamp(e.closed_on) <= last), key=lambda e: (e.closed_on, e.name))
+        new = {e.name for e in discovered_events(store, source=source) if e.known_as is None}
+        stages = [s for s in event_stages(store, source=source)
+                  if s.name in new and pd.Timestamp(s.session) <= last]
     finally:
         store.dispose()
-    version, added, built = base, [], []
-    if not closed:
+    version, added, built, steps = base, [], [], []
+    if not stages:
         return ArchiveWithDiscoveries(version, (), ())
     archive = open_archive(settings)
     try:
-        for event in closed:
+        for stage in stages:
             growth = archive.add_events(
-                [ArchiveEvent(name=event.name, start=event.start, end=event.end, regime=event.regime,  # type: ignore[arg-type]
+                [ArchiveEvent(name=stage.name, start=stage.start, end=stage.end, regime=stage.regime,  # type: ignore[arg-type]
                               weight=config.monitors.rare_events.archive_weight)],
-                panel.truncate(pd.Timestamp(event.closed_on)), config.market.labels, source, base=version,
+                panel.truncate(pd.Timestamp(stage.session)), config.market.labels, source, base=version,
                 vix_fallback=config.market.vix_fallback)
             if growth.built:
                 built.append(growth.version)
-                added.append(event.name)
-            if growth.version != version or event.name in growth.added:
-                mark_archived(archive.store, source=source, names=[event.name], version=growth.version)
+                added.append(stage.name)
+            if growth.version != version or stage.name in growth.added:
+                mark_archived(archive.store, source=source, names=[stage.name], version=growth.version)
+            if stage.archive_version != growth.version:
+                mark_stage_archived(archive.store, source=source, name=stage.name, stage=stage.stage,
+                                    version=growth.version)
+            held = growth.counts.loc[growth.counts["event"] == stage.name, "samples"]
+            steps.append(ArchiveStep(stage.name, stage.stage, stage.session, stage.start, stage.end,
+                                     growth.version, growth.built, int(held.sum()),
+                                     new=stage.archive_version is None))
             version = growth.version
     finally:
         archive.store.dispose()
-    return ArchiveWithDiscoveries(version, tuple(added), tuple(built))
+    return ArchiveWithDiscoveries(version, tuple(added), tuple(built), tuple(steps))

@@ -152,18 +152,19 @@ def _markdown(report: watch.CycleReport, delivered: list[dict[str, Any]]) -> str
 @flow(name="update-archive", log_prints=True)
 def update_archive(source: str | None = None, config_path: str | None = None,
                    csv_dir: str | None = None) -> dict[str, Any]:
-    """The archive job: build (or find) the configured events' version, then add the closed
-    discovered events no version holds yet."""
+    """The archive job: build (or find) the configured events' version, then add the stages of
+    the discovered events (detected, closed) no version holds yet."""
     loaded = _load(config_path)
     settings = Settings()
     selection = _selection(source, None, csv_dir)
     name, panel = cached_panel(loaded, settings, selection=selection)
     base = materialize(Asset(key=f"stormwatch://archive/{name}"), name="build-archive", **_task)(
         lambda: build_archive(loaded, settings, name, selection=selection))()
-    archived, versions = watch.grow_archive(loaded, settings, name, panel)
+    steps = watch.grow_archive(loaded, settings, name, panel)
     get_run_logger().info("archive %s: %s; added %s", name, getattr(base, "version", base),
-                          ", ".join(archived) or "no new event")
-    return {"source": name, "archived": list(archived), "versions": list(versions)}
+                          ", ".join(f"{s.name} ({s.stage})" for s in steps) or "no new event")
+    return {"source": name, "archived": list(dict.fromkeys(s.name for s in steps)),
+            "versions": [s.version for s in steps]}
 
 
 __all__ = ["monitor", "update_archive"]

@@ -6,8 +6,9 @@ challenger, in the shadow, so that its live record exists when the gate asks), r
 session's regime, matures the predictions made ``horizon`` sessions earlier (their labels are
 known now), updates the drift detectors and rare-event discovery, offers the champion's matured
 errors to the replay buffer, and commits all of it with the detectors' new state in one
-transaction (:meth:`memory.live.LiveLog.commit_session`). Then it grows the archive with
-closed new events and delivers the session's Prefect events.
+transaction (:meth:`memory.live.LiveLog.commit_session`). Then it grows the archive with the
+new events detected or closed in the cycle (before the events are delivered, so that the
+retraining an event starts reads the grown archive) and delivers the session's Prefect events.
 
 Why this shape:
 
@@ -40,7 +41,14 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from flows.archive import build_archive, cached_panel, with_discoveries
+from flows.archive import (
+    ARCHIVE_MILESTONE_SESSIONS,
+    ARCHIVE_MILESTONES,
+    ArchiveStep,
+    build_archive,
+    cached_panel,
+    with_discoveries,
+)
 from flows.config import LoadedConfig, Settings
 from flows.data import FetchOutcome, MarketSelection, fetch_market_data, open_selection, open_store
 from flows.monitor_backtest import drift_rows, event_rows
@@ -53,7 +61,14 @@ from market.sources.base import MarketDataError, MarketSource
 from memory.live import LiveLog, SessionAlreadyProcessed, SessionWrite
 from memory.registry import CHALLENGER, CHAMPION, Registry
 from memory.replay import ReplayBuffer, log_loss_per_row
-from memory.watch_log import discovered_events, record_discovered_events, record_drift_events
+from memory.watch_log import (
+    discovered_events,
+    event_stages,
+    open_stage,
+    record_discovered_events,
+    record_drift_events,
+    record_event_stage,
+)
 from models.zoo import positive_class_proba
 from monitors.drift import (
     DriftMonitor,
@@ -104,8 +119,9 @@ class CycleReport:
     challenger: str | None = None
     alarms: tuple[str, ...] = ()
     proposed: tuple[str, ...] = ()
-    archived: tuple[str, ...] = ()
-    archive_versions: tuple[str, ...] = ()
+    archived: tuple[str, ...] = ()  # discovered events the archive took in this cycle
+    archive_versions: tuple[str, ...] = ()  # the versions built this cycle, in order
+    archive_steps: tuple[ArchiveStep, ...] = ()  # the event stages taken in (some add nothing)
     replay_admitted: int = 0
     delivered: tuple[dict[str, Any], ...] = ()
     not_run: Mapping[str, str] = field(default_factory=dict)
@@ -125,8 +141,9 @@ class CycleReport:
             parts.append(f"{len(self.alarms)} drift alarm(s)")
         if self.proposed:
             parts.append("rare event(s): " + ", ".join(self.proposed))
-        if self.archived:
-            parts.append("archived: " + ", ".join(self.archived))
+        if self.archive_steps:
+            parts.append("archive grew: " + ", ".join(f"{step.name} ({step.stage} {step.session})"
+                                                      for step in self.archive_steps))
         if self.set_aside:
             parts.append("set aside: " + "; ".join(f"{s} ({why})" for s, why in self.set_aside.items()))
         if self.stopped:
@@ -404,8 +421,10 @@ def process_sessions(
     return CycleReport(
         source=source, processed=tuple(report.processed), stopped=report.stopped,
         set_aside=dict(report.set_aside), champion=models.champion, challenger=models.challenger,
-        alarms=tuple(report.alarms), proposed=tuple(report.proposed), archived=grown[0],
-        archive_versions=grown[1], replay_admitted=report.replay_admitted, not_run=not_run,
+        alarms=tuple(report.alarms), proposed=tuple(report.proposed),
+        archived=tuple(dict.fromkeys(step.name for step in grown if step.built)),
+        archive_versions=tuple(step.version for step in grown if step.built), archive_steps=grown,
+        replay_admitted=report.replay_admitted, not_run=not_run,
         seconds=time.perf_counter() - started)
 
 
@@ -509,6 +528,15 @@ def _process_one(source: str, day: pd.Timestamp, panel: BarPanel, by_day: dict, 
     live_events = tuple(e for e in detectors.discovery.events
                         if detectors.started is None or e.end >= detectors.started)
     record_discovered_events(store, source=source, rows=event_rows(live_events))
+    for event in live_events:  # the archive's milestones while a new event lasts
+        if event.known_as is not None or event.closed_on is not None:
+            continue
+        elapsed = at - int(sessions.searchsorted(event.proposed_on))
+        if (elapsed > 0 and elapsed % ARCHIVE_MILESTONE_SESSIONS == 0
+                and elapsed // ARCHIVE_MILESTONE_SESSIONS <= ARCHIVE_MILESTONES):
+            record_event_stage(store, source=source, name=event.name, stage=open_stage(elapsed),
+                               session=day.date(), start=event.start.date(), end=event.end.date(),
+                               regime=event.regime)
     summary = {"regime": regime, "scored": 0 if predicted is None else len(predicted),
                "alarms": [a.detector for a in alarms], "matured": 0 if matured is None else len(matured)}
     return SessionWrite(session=day.date(), detectors=detectors, champion=models.champion,
@@ -542,20 +570,24 @@ def _matured_samples(frame: pd.DataFrame, champs: pd.DataFrame, labels: Any, tim
 
 
 def grow_archive(loaded: LoadedConfig, settings: Settings, source: str,
-                 panel: BarPanel) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Grow the archive with every closed, new discovered event (see
-    :func:`flows.archive.with_discoveries`); returns the events added and the versions built."""
+                 panel: BarPanel) -> tuple[ArchiveStep, ...]:
+    """Grow the archive with every new discovered event, when it is detected, at its milestones
+    while it lasts and when it closes (see :func:`flows.archive.with_discoveries`), by
+    ``panel``'s last session; returns the stages taken in just now, built or not (a stage
+    without a labelled row adds nothing), and an empty tuple when none was waiting."""
+    last = panel.sessions[-1]
     store = open_store(settings)
     try:
-        waiting = any(e.status == "closed" and e.known_as is None and e.archive_version is None
-                      for e in discovered_events(store, source=source))
+        new = {e.name for e in discovered_events(store, source=source) if e.known_as is None}
+        waiting = any(s.archive_version is None and s.name in new and pd.Timestamp(s.session) <= last
+                      for s in event_stages(store, source=source))
     finally:
         store.dispose()
     if not waiting:
-        return (), ()
+        return ()
     base = build_archive(loaded, settings, source, panel=panel).version
     grown = with_discoveries(loaded, settings, source, base, panel)
-    return grown.added, grown.built
+    return tuple(step for step in grown.steps if step.new or step.built)
 
 
 def deliver_events(settings: Settings, source: str,

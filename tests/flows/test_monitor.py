@@ -288,18 +288,43 @@ def test_the_command_runs_one_cycle_in_plain_python(world, tmp_path: Path) -> No
     assert f"processed {LIVE[0].date()} to {LIVE[1].date()} (2 sessions)" in result.output
 
 
-def test_the_live_storm_grows_the_archive_that_the_next_retraining_reads(world) -> None:
+def test_the_live_storm_grows_the_archive_while_open_and_each_retraining_reads_the_monitors_version(
+        world) -> None:
+    from flows.archive import ARCHIVE_MILESTONE_SESSIONS, build_archive, cached_panel, with_discoveries
     from flows.training import archive_samples, label_regimes, refresh_market_data
+    from flows.watch import grow_archive
 
     loaded, settings = world
     report = run_cycle(loaded, settings, MarketSelection(), LIVE[119].date(), retry_delays=())
     assert report.proposed and report.archived, report.describe()
     assert report.archive_versions and set(report.archived) <= set(report.proposed)
-    data = refresh_market_data(loaded, settings, MarketSelection(), LIVE[119].date())
-    archived = archive_samples(loaded, settings, data, label_regimes(loaded.config, data))
-    assert archived.version == report.archive_versions[-1]
-    events = set(archived.samples.rows["event"].astype(str))
-    assert set(report.archived) <= events and "2020 COVID crash" in events
+    steps = report.archive_steps
+    (storm,) = {s.name for s in steps}
+    assert steps[0].stage == "detected" and steps[0].end == steps[0].session  # the window so far
+    assert f"open+{ARCHIVE_MILESTONE_SESSIONS}" in [s.stage for s in steps]  # grown while still open
+    assert [s.session for s in steps] == sorted(s.session for s in steps)
+    built = [s for s in steps if s.built]
+    assert [s.version for s in built] == list(report.archive_versions) and built[0].samples > 0
+    assert [s.samples for s in built] == sorted(s.samples for s in built)  # each stage a longer window
+    # A retraining as of a stage's session (the event trigger's as-of) reads the version the monitor
+    # built, with the storm's rows labelled by that session only; as of the last session, the latest.
+    for step in (steps[0], built[0], steps[-1]):
+        data = refresh_market_data(loaded, settings, MarketSelection(), step.session)
+        archived = archive_samples(loaded, settings, data, label_regimes(loaded.config, data))
+        assert archived.version == step.version and not archived.built
+        rows = archived.samples.rows
+        mine = rows[rows["event"].astype(str) == storm]
+        assert len(mine) == step.samples
+        assert (pd.to_datetime(mine["label_end"]) <= pd.Timestamp(step.session)).all()
+        assert (mine.index.get_level_values("date") <= pd.Timestamp(step.end)).all()
+    assert "2020 COVID crash" in set(archived.samples.rows["event"].astype(str))
+    # Replay-safe: growing again builds nothing and finds the same version.
+    _, panel = cached_panel(loaded, settings, selection=MarketSelection(end=LIVE[119].date()))
+    assert grow_archive(loaded, settings, "simulated", panel) == ()
+    base = build_archive(loaded, settings, "simulated", panel=panel)
+    assert not base.built
+    again = with_discoveries(loaded, settings, "simulated", base.version, panel)
+    assert again.built == () and again.version == steps[-1].version
     # A retraining as of today (before the storm) reads the configured events only.
     before = refresh_market_data(loaded, settings, MarketSelection(), TODAY)
     assert archive_samples(loaded, settings, before, label_regimes(loaded.config, before)).version not in \
