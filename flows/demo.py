@@ -173,6 +173,8 @@ def run_story(
         if on_step is not None:
             on_step(timeline[-1])
 
+    grown: dict[str, str] = {}  # archive version -> what the monitor grew it with
+
     def retrain(as_of: date, reason: str) -> Path | None:
         outcome = run_retrain(config_path=str(path), as_of=as_of, reason=reason)
         runs.append(outcome.run_id)
@@ -180,8 +182,10 @@ def run_story(
         verdict = "promoted to champion" if gate.promoted else "refused by the gate: " + "; ".join(
             gate.decision.reasons[:2])
         crash = outcome.accuracy["ensemble"].get("crash", float("nan"))
+        archive = outcome.archive_version + (f" (with {grown[outcome.archive_version]})"
+                                             if outcome.archive_version in grown else "")
         step(outcome.as_of, "retrained", f"run {outcome.run_id} ({reason}): {outcome.training_rows:,} rows, "
-                                         f"crash accuracy {crash:.3f}; {verdict}")
+                                         f"archive {archive}, crash accuracy {crash:.3f}; {verdict}")
         return outcome.report
 
     report = retrain(today, "the first model")
@@ -208,18 +212,25 @@ def run_story(
             spells.update(dict.fromkeys(kinds, day))
             if fresh:
                 seen.append((day, 0, "drift", f"{', '.join(fresh)} drift"))
-        seen += [(through, 2, "archive grew", f"{name} added ({', '.join(cycle.archive_versions)})")
-                 for name in cycle.archived]
+        for grew in cycle.archive_steps:  # grown by the cycle before its events went out
+            if grew.samples:
+                grown[grew.version] = f"{grew.name} to {grew.end}, {grew.samples:,} samples"
+            seen.append((grew.session, 2, "archive grew" if grew.built else "archive", grew.describe()))
+        pending: tuple[date, str] | None = None  # the retraining a rare event starts, after its growth
         for session, _, what, detail in sorted(seen):
+            if pending is not None and session > pending[0]:
+                report = retrain(*pending)
+                pending = None
             step(session, what, detail)
             if what == "rare event" and in_process and not triggered:
                 triggered = True
-                report = retrain(session, f"stormwatch.rare-event.detected: {names[session]}")
-    if not any(s.what == "archive grew" for s in timeline):
-        for event in _still_open(settings):
-            detail = (f"{event.name} ({event.sessions} sessions so far) had not closed by the live period's "
-                      "end: the archive grows by it once it closes")
-            step(event.end, "still open", detail)
+                pending = (session, f"stormwatch.rare-event.detected: {names[session]}")
+        if pending is not None:
+            report = retrain(*pending)
+    for event in _still_open(settings):
+        detail = (f"{event.name} ({event.sessions} sessions so far) had not closed by the live period's end: "
+                  "the archive holds its window so far, and takes its whole window once it closes")
+        step(live[-1].date(), "still open", detail)
     return Story(config_path=path, symbols=symbols, timeline=tuple(timeline), runs=tuple(runs), report=report,
                  in_process=in_process, seconds=time.perf_counter() - started)
 

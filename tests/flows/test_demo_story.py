@@ -1,8 +1,8 @@
 """The demo's whole story on a small universe (one symbol per sector, two small members), in
 Prefect's ephemeral mode: the first model promoted past the floors, the monitor through the
 simulated live period, the live storm raised as a rare event that starts a retraining as of
-its session (delivered in process), the gate's decision, the archive grown once the storm
-closed, and the timeline in order."""
+its session (delivered in process), the gate's decision, the archive grown with the storm at its
+detection, while it lasts and once it closed, and the timeline in order."""
 
 from __future__ import annotations
 
@@ -48,7 +48,19 @@ def test_the_story_trains_watches_the_storm_retrains_on_it_and_gates(harness, tm
     second = [s for s in story.timeline if s.what == "retrained"][1]
     assert second.session == storm.session and "stormwatch.rare-event.detected" in second.detail
     assert ("promoted" in second.detail) or ("refused by the gate" in second.detail)
-    assert "archive grew" in whats and "drift" in whats
+    assert "drift" in whats
+    # The archive takes the storm in when it is detected (before the retraining it starts, which reads
+    # that version), grows with it while it lasts, and again once it closes (it does by the live
+    # period's end with this today).
+    at_detection = whats.index("rare event") + 1
+    assert story.timeline[at_detection].what in ("archive", "archive grew")
+    assert story.timeline[at_detection].session == storm.session and "at its detection" in \
+        story.timeline[at_detection].detail
+    assert story.timeline.index(second) > at_detection
+    grew = [s for s in story.timeline if s.what == "archive grew"]
+    assert grew and grew[0].session < grew[-1].session and "labelled samples" in grew[0].detail
+    assert any("sessions after its detection" in s.detail for s in grew)
+    assert any("now closed" in s.detail for s in story.timeline if s.what.startswith("archive"))
     assert [s.session for s in story.timeline] == sorted(s.session for s in story.timeline)
     assert len(story.runs) == 2 and story.report is not None and story.report.exists()
     store = open_store(settings)
