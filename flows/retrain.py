@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -182,8 +182,10 @@ def record_training_set(run_id: str, prepared: steps.PreparedRun) -> str:
 
 @task(name="train-member", task_run_name="train-{name}", **_task)
 def train_member(name: str, loaded: LoadedConfig, training_set: steps.TrainingSet) -> steps.FittedMember:
-    """One zoo member, fitted with the training set's weights."""
-    return steps.fit_member(name, loaded.config.models.zoo[name], training_set)  # type: ignore[index]
+    """One zoo member, fitted with the training set's weights (on a session-block subsample when
+    the set exceeds the member's ``max_rows``)."""
+    models = loaded.config.models
+    return steps.fit_member(name, models.zoo[name], training_set, models.training.subsample)  # type: ignore[index]
 
 
 @task(name="validate-per-regime", **_task)
@@ -282,6 +284,7 @@ class RetrainOutcome:
     peak_memory_mb: float
     backtest: pd.DataFrame | None = None  # the signal backtest's summary, overall and per regime
     report: Path | None = None
+    member_rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # per member: rows fitted, subsample
 
 
 def _table_artifact(accuracy: pd.DataFrame, run_id: str) -> None:
@@ -385,7 +388,7 @@ def retrain(
         replay_rows=0 if prepared.replay is None else len(prepared.replay), replay_admission=admission,
         gate=gate, explanation=explanation,
         seconds=time.perf_counter() - started, peak_memory_mb=steps.peak_memory_mb(),
-        backtest=diagnostics.backtest.summary,
+        backtest=diagnostics.backtest.summary, member_rows={m.name: m.rows for m in members},
     )
     path = training_report(outcome, validation, diagnostics)
     progress.step(STEPS[15])

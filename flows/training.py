@@ -48,10 +48,11 @@ from memory.registry import CHALLENGER, Registry, gate_record
 from memory.replay import ReplayBuffer, replay_version, replay_weights
 from memory.runs import ModelFile, RunStore, new_run
 from models.backtest import BacktestResult, signal_backtest
-from models.config import MemberSpec, TrainingConfig
+from models.config import MemberSpec, SubsampleConfig, TrainingConfig
 from models.explain import explain_members, plot_regime_importance
 from models.gate import GateDecision, PromotionGate
 from models.sampling import RegimeBalancedSampler
+from models.subsample import SessionBlockSubsampler
 from models.validation import purge_training, regime_metrics, regime_validation_sets
 from models.weighting import RegimeWeighter
 from models.zoo import (
@@ -367,22 +368,51 @@ class FittedMember:
     model: Any
     fit_seconds: float
     warnings: tuple[str, ...] = ()  # distinct warnings the fit raised (convergence, ...)
+    rows: dict[str, Any] = field(default_factory=dict)  # member_rows: every row, or which subsample
 
 
-def fit_member(name: str, spec: MemberSpec, training_set: TrainingSet) -> FittedMember:
-    """One zoo member fitted on the training set's feature columns with its weights.
+def member_rows(spec: MemberSpec, training_set: TrainingSet,
+                subsample: SubsampleConfig | None = None) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """Which rows of the training set a member fits on, and what the run record says of them.
+
+    Every row (``None``, and the set is not even looked at) unless the member sets ``max_rows``
+    and the set is larger; then the positions of a regime-stratified subsample of whole session
+    blocks (:class:`models.subsample.SessionBlockSubsampler`, reproducible from ``subsample``'s
+    seed) and its :meth:`~models.subsample.SubsampleReport.to_dict`."""
+    n = len(training_set.samples)
+    if spec.max_rows is None or n <= spec.max_rows:
+        return None, {"subsampled": False, "max_rows": spec.max_rows, "rows_before": n, "rows_after": n}
+    settings = subsample or SubsampleConfig()
+    subsampler = SessionBlockSubsampler(max_rows=spec.max_rows, block_sessions=settings.block_sessions,
+                                        random_state=settings.seed)
+    samples = training_set.samples
+    kept = subsampler.sample_indices(samples.dates, samples.rows["regime"].astype(str).to_numpy(),
+                                     sample_weight=training_set.weights)
+    return kept, subsampler.report_.to_dict()
+
+
+def fit_member(name: str, spec: MemberSpec, training_set: TrainingSet,
+               subsample: SubsampleConfig | None = None) -> FittedMember:
+    """One zoo member fitted on the training set's feature columns with its weights: on every
+    row, or on the subsample :func:`member_rows` draws for a member with ``max_rows`` (the
+    kept rows' weights with them); ``rows`` says which.
 
     Warnings raised by the fit (an MLP that stops at ``max_iter``...) are collected and returned
     rather than printed once per iteration into the user's terminal."""
     estimator = spec.build(where=f"models.zoo.{name}")
+    kept, rows = member_rows(spec, training_set, subsample)
+    samples, weights = training_set.samples, training_set.weights
+    if kept is not None:
+        samples, weights = samples.take(kept), weights[kept]
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        estimator.fit(fit_inputs(estimator, training_set.samples.features),
-                      training_set.samples.target.to_numpy(), sample_weight=training_set.weights)
+        estimator.fit(fit_inputs(estimator, samples.features), samples.target.to_numpy(),
+                      sample_weight=weights)
     seen = tuple(dict.fromkeys(f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught))
     for_reproducible_prediction(estimator)
-    return FittedMember(name=name, model=estimator, fit_seconds=time.perf_counter() - started, warnings=seen)
+    return FittedMember(name=name, model=estimator, fit_seconds=time.perf_counter() - started, warnings=seen,
+                        rows=rows)
 
 
 @dataclass(frozen=True)
@@ -499,7 +529,10 @@ def record_success(
                            fit_seconds=sum(m.fit_seconds for m in members)))
     runs = open_runs(settings)
     try:
-        runs.succeed(run_id, files, validation.metrics, seconds=seconds, peak_memory_mb=peak_memory_mb())
+        details = json.loads(runs.get(run_id).details or "{}")
+        details["member_rows"] = {m.name: m.rows for m in members}  # which members were subsampled, how
+        runs.succeed(run_id, files, validation.metrics, seconds=seconds, peak_memory_mb=peak_memory_mb(),
+                     details=json.dumps(details, default=str))
     finally:
         runs.store.dispose()
     if not admit_replay:

@@ -80,6 +80,12 @@ class MemberSpec(_Section):
     (unweighted bin codes, which spare scikit-learn's histogram booster its slow weighted
     binning). The class must be on :data:`models.zoo.ALLOWED_CLASSES`
     and every keyword must be one of its parameters, of the right type: checked on load.
+
+    ``max_rows`` is the most training rows the member fits on: a larger training set is cut to a
+    regime-stratified subsample of whole session blocks (:mod:`models.subsample`, settings in
+    ``models.training.subsample``), and the run record says so. ``None`` (the default) keeps
+    every row: the members that scale (LightGBM, XGBoost, the logistic regression) and the cheap
+    ones per row (the extra trees, the regime-aware member) set none.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -88,6 +94,7 @@ class MemberSpec(_Section):
     module_path: str = Field(min_length=1)
     kwargs: dict[str, Any] = {}
     preprocess: Literal["none", "standardize", "quantile_bins"] = "none"
+    max_rows: int | None = Field(None, ge=1)
 
     def build(self, where: str = "models.zoo") -> Any:
         """A fresh unfitted estimator (checked as on load)."""
@@ -98,13 +105,15 @@ class MemberSpec(_Section):
 
 
 def _default_zoo() -> dict[str, MemberSpec]:
-    def spec(module_path: str, class_name: str, preprocess: str = "none", **kwargs: Any) -> MemberSpec:
+    def spec(module_path: str, class_name: str, preprocess: str = "none", max_rows: int | None = None,
+             **kwargs: Any) -> MemberSpec:
         return MemberSpec(class_name=class_name, module_path=module_path, kwargs=kwargs,
-                          preprocess=preprocess)  # type: ignore[arg-type]
+                          preprocess=preprocess, max_rows=max_rows)  # type: ignore[arg-type]
 
     return {
         "random_forest": spec("sklearn.ensemble", "RandomForestClassifier", n_estimators=60, max_depth=10,
-                              min_samples_leaf=50, max_samples=0.25, n_jobs=2, random_state=0),
+                              min_samples_leaf=50, max_samples=0.25, n_jobs=2, random_state=0,
+                              max_rows=600_000),
         "xgboost": spec("xgboost", "XGBClassifier", n_estimators=300, learning_rate=0.03, max_depth=4,
                         subsample=0.8, colsample_bytree=0.5, min_child_weight=50.0, tree_method="hist",
                         n_jobs=2, random_state=0),
@@ -116,15 +125,23 @@ def _default_zoo() -> dict[str, MemberSpec]:
         "gradient_boosting": spec("sklearn.ensemble", "HistGradientBoostingClassifier",
                                   preprocess="quantile_bins", max_iter=200,
                                   learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=200,
-                                  early_stopping=False, random_state=0),
+                                  early_stopping=False, random_state=0, max_rows=600_000),
         "mlp": spec("sklearn.neural_network", "MLPClassifier", preprocess="standardize",
                     hidden_layer_sizes=[64, 32], alpha=0.001, early_stopping=True, max_iter=50,
-                    random_state=0),
+                    random_state=0, max_rows=400_000),
         "logistic_regression": spec("sklearn.linear_model", "LogisticRegression", preprocess="standardize",
                                     C=0.05, max_iter=500),
         "svm": spec("models.zoo", "NystroemSVC", preprocess="standardize", n_components=300, C=0.1,
-                    random_state=0),
+                    random_state=0, max_rows=200_000),
     }
+
+
+class SubsampleConfig(_Section):
+    """How a member with ``max_rows`` subsamples a larger training set (:mod:`models.subsample`):
+    blocks of ``block_sessions`` consecutive sessions, drawn per regime with ``seed``."""
+
+    block_sessions: int = Field(5, ge=1)  # the label horizon: one trading week
+    seed: int = 0
 
 
 class TrainingConfig(_Section):
@@ -137,6 +154,7 @@ class TrainingConfig(_Section):
     weights: bool = True      # regime weights (module 5)
     replay: bool = True       # the error replay buffer (module 8)
     max_parallel_members: int = Field(2, ge=1)
+    subsample: SubsampleConfig = SubsampleConfig()
 
     def baseline(self) -> TrainingConfig:
         """The window-only baseline: no archive, no balancing, no weights, no replay."""

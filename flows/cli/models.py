@@ -57,9 +57,15 @@ def models_show(
     run: Annotated[str | None, typer.Argument(help="A run id (default: the champion).")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """A version's gate decision: every criterion's value, threshold and verdict."""
-    with cli_errors(RegistryError):
-        registry = _registry(config)
+    """A version's gate decision: every criterion's value, threshold and verdict; and the rows
+    each member fitted on (which were subsampled to their ``max_rows``, and how)."""
+    from flows.cli.runs import member_rows_tables
+    from flows.data import open_store
+    from flows.training import open_runs
+
+    with cli_errors(RegistryError, LookupError):
+        _, settings = load(config)
+        registry = Registry(open_store(settings))
         try:
             chosen = run or registry.champion()
             if chosen is None:
@@ -67,8 +73,16 @@ def models_show(
             decisions = registry.decisions(chosen)
         finally:
             registry.store.dispose()
+        runs = open_runs(settings)
+        try:
+            record = runs.get(chosen)
+        finally:
+            runs.store.dispose()
+    rows_tables = member_rows_tables(json.loads(record.details or "{}"))
     if not decisions:
         console.print(f"{chosen} has no gate decision (promoted or recorded by hand)")
+        for table in rows_tables:
+            console.print(table)
         return
     decision = decisions[-1]
     verdict = "promoted" if decision.promoted else "refused"
@@ -86,6 +100,8 @@ def models_show(
     rows = json.loads(decision.gate_rows or "{}")
     console.print("gate rows: " + "; ".join(f"{k} {v['rows']:,} rows {v['first']}..{v['last']}"
                                             for k, v in rows.items()))
+    for rows_table in rows_tables:
+        console.print(rows_table)
 
 
 @app.command("promote")

@@ -114,6 +114,11 @@ def retrain(
     console.print(f"training set {outcome.training_set_hash[:12]}: {outcome.training_rows:,} rows "
                   f"({outcome.replay_rows:,} replayed); ensemble weights: {weights or 'equal'}")
     console.print(f"fit: {fits}")
+    subsampled = {name: rows for name, rows in outcome.member_rows.items() if rows.get("subsampled")}
+    if subsampled:
+        listed = ", ".join(f"{name} {rows['rows_after']:,} of {rows['rows_before']:,} rows"
+                           for name, rows in subsampled.items())
+        console.print(f"subsampled to max_rows: {listed}; `stormwatch runs show {outcome.run_id}` for how")
     admitted = outcome.replay_admission
     if admitted:
         console.print(f"replay buffer: {admitted['admitted']} new, {admitted['merged']} seen again, "

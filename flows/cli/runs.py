@@ -88,6 +88,8 @@ def runs_show(
         for source, row in provenance.iterrows():
             table.add_row(str(source), *(f"{int(v):,}" for v in row))
         console.print(table)
+    for rows_table in member_rows_tables(details):
+        console.print(rows_table)
     if models:
         table = Table(title="Models")
         for column in ("member", "class", "ensemble weight", "fit seconds", "sha256"):
@@ -107,3 +109,40 @@ def runs_show(
         members = [m.member for m in models if m.member in pivot.columns]
         console.print(accuracy_table(pd.concat([counts.rename("n"), pivot[members]], axis=1).loc[order],
                                      "Validation accuracy per regime"))
+
+
+def member_rows_tables(details: dict) -> list[Table]:
+    """The rows each member fitted on (``details["member_rows"]`` of a run record): every row, or
+    a session-block subsample (``max_rows``) with its blocks and seed; then, when a member was
+    subsampled, each regime's share of the set and of each subsample. Nothing for a run recorded
+    before members' rows were."""
+    member_rows = details.get("member_rows")
+    if not member_rows:
+        return []
+    table = Table(title="Rows each member fitted on (over max_rows: whole session blocks, drawn per regime)")
+    for column in ("member", "rows", "max_rows", "how"):
+        table.add_column(column, justify="right" if column in ("rows", "max_rows") else "left")
+    for member, rows in member_rows.items():
+        limit = "-" if rows.get("max_rows") is None else f"{rows['max_rows']:,}"
+        how = "every row"
+        if rows.get("subsampled"):
+            how = (f"{rows['rows_after']:,} of {rows['rows_before']:,} rows: {rows['blocks_after']:,} "
+                   f"of {rows['blocks_before']:,} blocks of {rows['block_sessions']} sessions, "
+                   f"seed {rows['seed']}")
+        table.add_row(member, f"{rows['rows_after']:,}", limit, how)
+    tables = [table]
+    subsampled = {m: {r["regime"]: r for r in rows["regimes"]} for m, rows in member_rows.items()
+                  if rows.get("subsampled")}
+    if subsampled:
+        shares = Table(title="Regime shares of the training set and of each subsample")
+        shares.add_column("regime")
+        shares.add_column("training set", justify="right")
+        for member in subsampled:
+            shares.add_column(member, justify="right")
+        first = next(iter(subsampled.values()))
+        for regime, row in first.items():
+            cells = [f"{by[regime]['share_after']:.1%}" if regime in by else "-"
+                     for by in subsampled.values()]
+            shares.add_row(regime, f"{row['share_before']:.1%}", *cells)
+        tables.append(shares)
+    return tables

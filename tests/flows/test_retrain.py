@@ -82,6 +82,31 @@ def trained(tmp_path_factory: pytest.TempPathFactory, harness: None) -> dict:
     return {"home": home, "config": config, "outcome": outcome}
 
 
+@pytest.fixture(scope="module")
+def subsampled(tmp_path_factory: pytest.TempPathFactory, harness: None) -> dict:
+    """A run whose random forest may fit at most 3,000 rows (the set has about 17,000), with three
+    members only, to keep it short; the others keep every row."""
+    from flows.retrain import run_retrain
+
+    root = tmp_path_factory.mktemp("subsampled")
+    config = small_config(root / "small.yaml")
+    raw = yaml.safe_load(config.read_text())
+    zoo = raw["models"]["zoo"]
+    raw["models"]["zoo"] = {"random_forest": {**zoo["random_forest"], "max_rows": 3000},
+                            "lightgbm": zoo["lightgbm"], "logistic_regression": zoo["logistic_regression"]}
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    old = os.environ.get("STORMWATCH_HOME")
+    os.environ["STORMWATCH_HOME"] = str(root / "home")
+    try:
+        outcome = run_retrain(config_path=str(config), as_of=AS_OF)
+    finally:
+        if old is None:
+            os.environ.pop("STORMWATCH_HOME", None)
+        else:
+            os.environ["STORMWATCH_HOME"] = old
+    return {"home": root / "home", "config": config, "outcome": outcome}
+
+
 @pytest.fixture
 def in_home(trained: dict, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("STORMWATCH_HOME", str(trained["home"]))
@@ -340,3 +365,58 @@ def test_the_report_renders_in_a_real_browser_with_every_section_and_image(train
 
     printed = CliRunner().invoke(app, ["report", trained["outcome"].run_id])
     assert printed.exit_code == 0 and "index.html" in printed.output and "backtest: Sharpe" in printed.output
+
+
+def test_a_member_over_its_max_rows_trains_on_a_recorded_reproducible_subsample(
+    subsampled: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real retrain path: the forest (max_rows 3,000) fitted on whole session blocks drawn
+    per regime, and the run record says so (rows before and after, seed, block length, shares);
+    LightGBM and the logistic regression (no max_rows) kept every row. The record is enough to
+    draw the same rows again: refitted on them, the forest predicts exactly as the stored one."""
+    from flows.cli import app
+    from flows.training import fit_member, open_runs, rebuild_training_set
+
+    monkeypatch.setenv("STORMWATCH_HOME", str(subsampled["home"]))
+    outcome = subsampled["outcome"]
+    forest = outcome.member_rows["random_forest"]
+    assert forest["subsampled"] and forest["max_rows"] == 3000 and forest["rows_before"] == outcome.training_rows
+    assert 3000 - 1000 < forest["rows_after"] <= 3000 < outcome.training_rows  # within a block of the budget
+    assert forest["seed"] == 0 and forest["block_sessions"] == 5
+    assert forest["blocks_after"] < forest["blocks_before"] and forest["sessions_after"] < forest["sessions_before"]
+    shares = {r["regime"]: r for r in forest["regimes"]}
+    assert sum(r["rows_after"] for r in shares.values()) == forest["rows_after"]
+    assert {"crash", "recovery", "normal"} <= set(shares)
+    for regime, row in shares.items():
+        assert row["share_after"] == pytest.approx(row["share_before"], abs=0.08), regime
+    for name in ("lightgbm", "logistic_regression"):
+        assert outcome.member_rows[name] == {"subsampled": False, "max_rows": None,
+                                             "rows_before": outcome.training_rows,
+                                             "rows_after": outcome.training_rows}, name
+    settings = Settings()
+    runs = open_runs(settings)
+    try:
+        record = runs.get(outcome.run_id)
+        stored = runs.load(outcome.run_id, "random_forest")
+    finally:
+        runs.store.dispose()
+    import json
+
+    assert json.loads(record.details)["member_rows"] == outcome.member_rows
+    assert "sampling" in json.loads(record.details)  # the set's own balancing report is still there
+    rebuilt, _ = rebuild_training_set(settings, outcome.run_id)
+    config = load_config(subsampled["config"]).config
+    again = fit_member("random_forest", config.models.zoo["random_forest"], rebuilt,  # type: ignore[index]
+                       config.models.training.subsample)
+    assert again.rows == forest
+    features = rebuilt.samples.features.iloc[:500]
+    np.testing.assert_array_equal(again.model.predict_proba(features), stored.predict_proba(features))
+
+    runner = CliRunner()
+    for command in (["runs", "show", outcome.run_id], ["models", "show", outcome.run_id]):
+        shown = runner.invoke(app, command)
+        assert shown.exit_code == 0, shown.output
+        text = " ".join(shown.output.split())
+        assert f"{forest['rows_after']:,} of {outcome.training_rows:,} rows" in text, command
+        assert "every row" in text and "seed 0" in text and "blocks of 5 sessions" in text, command
+        assert "Regime shares of the training set and of each subsample" in text, command
