@@ -700,6 +700,7 @@ def newest_features(
     dtype: type[np.floating[Any]] = np.float32,
     vix_fallback: VixFallback | None = None,
     partial: bool = False,
+    chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
 ) -> FeatureMatrix:
     """Features of the last ``sessions`` sessions of ``panel``, from a trailing window of bars.
 
@@ -710,7 +711,7 @@ def newest_features(
     computation (to rounding, within 1e-9); those in :data:`UNSTABLE_SESSIONS` are equal within
     1e-9 once ``warmup`` covers their entry there. ``dtype=np.float64`` keeps full precision for
     comparisons; the default float32 matches :func:`compute_features`, and ``vix_fallback`` and
-    ``partial`` are its (the lookbacks include the fallback's warm-up).
+    ``partial`` are its (the lookbacks include the fallback's warm-up), and so is ``chunk_symbols``.
     """
     if sessions < 1:
         raise ValueError(f"sessions must be at least 1, not {sessions}")
@@ -728,4 +729,4 @@ def newest_features(
             vix=panel.vix.iloc[cut], sectors=panel.sectors,
         )
     return _compute(panel, panel.sessions[-sessions:], features, dtype, vix_fallback=vix_fallback,
-                    partial=partial)
+                    partial=partial, chunk_symbols=chunk_symbols)

@@ -32,7 +32,7 @@ from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import LargeBinary, Text, UniqueConstraint, update
+from sqlalchemy import LargeBinary, Text, UniqueConstraint, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, func, select
 
@@ -200,10 +200,11 @@ class LiveLog:
                     flow_run_id=write.flow_run_id))
                 session.flush()
                 if write.predictions is not None and len(write.predictions):
-                    session.add_all(LivePrediction(
-                        source=source, session=write.session, symbol=str(r.symbol), run_id=str(r.run_id),
-                        role=str(r.role), probability=float(r.probability))
-                        for r in write.predictions.itertuples(index=False))
+                    # One executemany of plain rows: ORM objects cost ~0.1 ms each, 0.3 s at 500 symbols.
+                    session.execute(insert(LivePrediction), [
+                        {"source": source, "session": write.session, "symbol": str(r.symbol),
+                         "run_id": str(r.run_id), "role": str(r.role), "probability": float(r.probability)}
+                        for r in write.predictions.itertuples(index=False)])
                 if write.matured is not None and len(write.matured):
                     self._mature(session, source, write.matured)
                 if write.extra is not None:
@@ -240,17 +241,17 @@ class LiveLog:
     def predictions(self, source: str, *, run_id: str | None = None, since: date | None = None,
                     unmatured: bool = False) -> pd.DataFrame:
         """Live predictions (session, symbol, run_id, role, probability, label, loss)."""
-        query = select(LivePrediction).where(LivePrediction.source == source)
+        columns = ["session", "symbol", "run_id", "role", "probability", "label", "loss"]
+        query = select(*(getattr(LivePrediction, c) for c in columns)).where(LivePrediction.source == source)
         if run_id is not None:
             query = query.where(LivePrediction.run_id == run_id)
         if since is not None:
             query = query.where(LivePrediction.session >= since)
         if unmatured:
             query = query.where(LivePrediction.label == None)  # noqa: E711 - SQL IS NULL
-        columns = ["session", "symbol", "run_id", "role", "probability", "label", "loss"]
-        with self.store.session() as session:
+        with self.store.session() as session:  # rows as tuples, not ORM objects (thousands a cycle)
             rows = session.exec(query.order_by(LivePrediction.session, LivePrediction.symbol)).all()
-        frame = pd.DataFrame([[getattr(r, c) for c in columns] for r in rows], columns=columns)
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
         frame["session"] = pd.to_datetime(frame["session"])
         return frame
 
