@@ -13,8 +13,8 @@ NaN, TA-Lib indicators restart after it, and rows without a full lookback are dr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -519,6 +519,7 @@ class FeatureBlock:
     sessions: pd.DatetimeIndex
     symbols: pd.Index
     has_bar: np.ndarray  # (sessions, symbols): the symbol has a bar on the session
+    extra: Mapping[str, np.ndarray] = field(default_factory=dict)  # (sessions, symbols) each
 
     def complete(self, partial: bool) -> np.ndarray:
         """(sessions, symbols): rows with a bar and every feature defined (``partial``: any)."""
@@ -553,6 +554,7 @@ def compute_features(
     partial: bool = False,
     vix_fallback: VixFallback | None = None,
     chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
+    mapper: ChunkMapper | None = None,
 ) -> FeatureMatrix:
     """Compute features of every symbol of ``panel`` on ``sessions`` (default: all).
 
@@ -567,9 +569,11 @@ def compute_features(
 
     Where the panel's VIX is missing, ``vix_fallback`` (``market.vix_fallback``; ``None``: its
     defaults) stands in: pass the configured one, the regime labeler reads the same.
-    ``chunk_symbols`` bounds memory (:func:`compute_block`); it never changes a value.
+    ``chunk_symbols`` bounds memory and ``mapper`` runs the chunks (:func:`compute_block`); neither
+    changes a value.
     """
-    block = compute_block(panel, sessions, features, vix_fallback=vix_fallback, chunk_symbols=chunk_symbols)
+    block = compute_block(panel, sessions, features, vix_fallback=vix_fallback, chunk_symbols=chunk_symbols,
+                          mapper=mapper)
     return block.matrix(partial)
 
 
@@ -595,6 +599,55 @@ def symbol_chunks(count: int, size: int) -> list[slice]:
     return [slice(start, min(start + size, count)) for start in range(0, count, size)]
 
 
+#: Runs a function over chunks and yields the results in order: the builtin ``map`` (one chunk
+#: after another, one in memory at a time) or a task runner's (``flows.chunks``: Prefect tasks,
+#: on a Dask cluster when configured).
+ChunkMapper = Callable[[Callable[["FeatureChunk"], "ChunkValues"], Iterable["FeatureChunk"]], Iterable["ChunkValues"]]
+#: What else a chunk computes from its own bars (the labels): named arrays of every session.
+ChunkExtra = Callable[[BarPanel], Mapping[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class FeatureChunk:
+    """One chunk's work, self-contained so that a task runner can ship it to another process."""
+
+    panel: BarPanel  # the chunk's symbols only, every session
+    columns: slice  # where its symbols sit in the universe
+    take: slice | np.ndarray  # the sessions asked for, as positions
+    wanted: frozenset[str] | None
+    fallback: VixFallback
+    dtype: Any
+    extra: ChunkExtra | None = None
+
+
+@dataclass(frozen=True)
+class ChunkValues:
+    """A chunk's results: final per-symbol features, the inputs of cross-sectional ones, extras."""
+
+    columns: slice
+    local: dict[int, np.ndarray]  # catalogue position -> (sessions asked for, symbols)
+    gathered: dict[int, np.ndarray]  # catalogue position -> (sessions asked for or all, symbols)
+    has_bar: np.ndarray
+    extra: dict[str, np.ndarray]
+
+
+def compute_chunk(chunk: FeatureChunk) -> ChunkValues:
+    """Every feature of one chunk of symbols (cross-sectional ones: their per-symbol input)."""
+    frames = _Frames(chunk.panel, chunk.fallback)
+    local, gathered = {}, {}
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for k, feature in enumerate(_selected(_catalogue(frames, chunk.fallback.sessions), chunk.wanted)):
+            computed = feature.compute()
+            if feature.across is None:
+                width = (computed[chunk.take].shape[0], len(chunk.panel.symbols))
+                local[k] = np.broadcast_to(computed[chunk.take], width).astype(chunk.dtype)
+            else:
+                gathered[k] = computed if feature.history else computed[chunk.take]
+        extra = {} if chunk.extra is None else {name: values[chunk.take]
+                                                for name, values in chunk.extra(chunk.panel).items()}
+    return ChunkValues(chunk.columns, local, gathered, np.isfinite(frames.c[chunk.take]), extra)
+
+
 def compute_block(
     panel: BarPanel,
     sessions: pd.DatetimeIndex | None = None,
@@ -603,6 +656,8 @@ def compute_block(
     dtype: type[np.floating[Any]] = np.float32,
     vix_fallback: VixFallback | None = None,
     chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
+    mapper: ChunkMapper | None = None,
+    extra: ChunkExtra | None = None,
 ) -> FeatureBlock:
     """Every feature asked for on ``sessions`` (default: all) of every symbol, ``chunk_symbols``
     symbols at a time.
@@ -611,9 +666,11 @@ def compute_block(
     columns are final; a cross-sectional one (ranks, sector and breadth figures) gathers its
     per-symbol input from every chunk and is combined once over the whole universe. Memory is
     the output plus one chunk's intermediates, and every value equals the unchunked one.
+    ``mapper`` runs the chunks (default: one after another, here); ``extra`` computes more
+    per-symbol arrays from each chunk's bars (:attr:`FeatureBlock.extra`, e.g. the labels).
     """
     fallback = vix_fallback or VixFallback()
-    wanted = set(features) if features is not None else None
+    wanted = frozenset(features) if features is not None else None
     specs = _selected(_catalogue(None, fallback.sessions), wanted)  # type: ignore[arg-type]
     rows = panel.sessions if sessions is None else panel.sessions.intersection(sessions)
     positions = panel.sessions.get_indexer(rows)
@@ -624,27 +681,33 @@ def compute_block(
     has_bar = np.empty((len(rows), len(symbols)), dtype=bool)
     gathered = {k: np.empty((len(panel.sessions) if f.history else len(rows), len(symbols)))
                 for k, f in enumerate(specs) if f.across is not None}
+    extras: dict[str, np.ndarray] = {}
+
+    def chunks() -> Iterator[FeatureChunk]:  # made lazily: one sub-panel at a time when run in turn
+        for columns in symbol_chunks(len(symbols), chunk_symbols):
+            whole = columns.stop - columns.start == len(symbols)
+            yield FeatureChunk(panel if whole else panel.select(symbols[columns]), columns, take, wanted,
+                               fallback, dtype, extra)
+
+    for done in (mapper or map)(compute_chunk, chunks()):
+        for k, array in done.local.items():
+            values[k][:, done.columns] = array
+        for k, array in done.gathered.items():
+            gathered[k][:, done.columns] = array
+        for name, array in done.extra.items():
+            extras.setdefault(name, np.empty((len(rows), len(symbols)), dtype=array.dtype))[:, done.columns] = array
+        has_bar[:, done.columns] = done.has_bar
+        del done
+    universe = _Universe(panel)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        for chunk in symbol_chunks(len(symbols), chunk_symbols):
-            part = panel if chunk.stop - chunk.start == len(symbols) else panel.select(symbols[chunk])
-            frames = _Frames(part, fallback)
-            for k, feature in enumerate(_selected(_catalogue(frames, fallback.sessions), wanted)):
-                computed = feature.compute()
-                if feature.across is None:
-                    values[k][:, chunk] = computed[take]
-                else:
-                    gathered[k][:, chunk] = computed if feature.history else computed[take]
-            has_bar[:, chunk] = np.isfinite(frames.c[take])
-            del frames, part
-        universe = _Universe(panel)
         for k in list(gathered):
             combined = specs[k].across(gathered.pop(k), universe)  # type: ignore[misc]
             values[k] = combined[take] if specs[k].history else combined
     return FeatureBlock(values=values, names=tuple(f.spec.name for f in specs), sessions=pd.DatetimeIndex(rows),
-                        symbols=symbols, has_bar=has_bar)
+                        symbols=symbols, has_bar=has_bar, extra=extras)
 
 
-def _selected(catalogue: list[_Feature], wanted: set[str] | None) -> list[_Feature]:
+def _selected(catalogue: list[_Feature], wanted: frozenset[str] | set[str] | None) -> list[_Feature]:
     """The catalogue's features named in ``wanted`` (all when ``None``), in catalogue order."""
     chosen = [f for f in catalogue if wanted is None or f.spec.name in wanted]
     if wanted is not None and len(chosen) != len(wanted):

@@ -7,11 +7,13 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import partial as partial_function
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from market.features import DEFAULT_CHUNK_SYMBOLS, FeatureBlock, compute_block, symbol_chunks
+from market.features import DEFAULT_CHUNK_SYMBOLS, ChunkMapper, FeatureBlock, compute_block
 from market.labels import make_labels
 from market.panel import BarPanel
 from market.vix import VixFallback
@@ -189,6 +191,13 @@ class SampleBlock:
         return frame
 
 
+def _labels_of(panel: BarPanel, **settings: Any) -> dict[str, np.ndarray]:
+    """A chunk's labels and forward returns on every session (a label reads only its own symbol's
+    bars and the market's, like a per-symbol feature)."""
+    labels = make_labels(panel, **settings)
+    return {"label": labels.label.to_numpy(), "forward_return": labels.forward_return.to_numpy()}
+
+
 def sample_block(
     panel: BarPanel,
     sessions: pd.DatetimeIndex,
@@ -201,19 +210,16 @@ def sample_block(
     partial: bool = False,
     vix_fallback: VixFallback | None = None,
     chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
+    mapper: ChunkMapper | None = None,
 ) -> SampleBlock:
-    """Features and labels on ``sessions``, ``chunk_symbols`` symbols at a time (a label reads only
-    its own symbol's bars and the market's, like a per-symbol feature)."""
-    block = compute_block(panel, sessions, features, vix_fallback=vix_fallback, chunk_symbols=chunk_symbols)
+    """Features and labels on ``sessions``, ``chunk_symbols`` symbols at a time, each chunk run by
+    ``mapper`` (:func:`market.features.compute_block`)."""
+    labels = partial_function(_labels_of, horizon=horizon, kind=kind, beta_lookback=beta_lookback,
+                              barrier=barrier)
+    block = compute_block(panel, sessions, features, vix_fallback=vix_fallback, chunk_symbols=chunk_symbols,
+                          mapper=mapper, extra=labels)
     at = panel.sessions.get_indexer(block.sessions)
-    label = np.empty(block.has_bar.shape)
-    forward = np.empty(block.has_bar.shape)
-    for chunk in symbol_chunks(len(block.symbols), chunk_symbols):
-        whole = chunk.stop - chunk.start == len(block.symbols)
-        part = panel if whole else panel.select(block.symbols[chunk])
-        labels = make_labels(part, horizon, kind, beta_lookback, barrier)  # type: ignore[arg-type]
-        label[:, chunk] = labels.label.to_numpy()[at]
-        forward[:, chunk] = labels.forward_return.to_numpy()[at]
+    label, forward = block.extra["label"], block.extra["forward_return"]
     ends = np.full(len(panel.sessions), np.datetime64("NaT"), dtype="datetime64[ns]")
     ends[: max(len(panel.sessions) - horizon, 0)] = panel.sessions[horizon:].to_numpy()
     names = [panel.sectors[s] for s in block.symbols]
@@ -237,6 +243,7 @@ def build_samples(
     partial: bool = False,
     vix_fallback: VixFallback | None = None,
     chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
+    mapper: ChunkMapper | None = None,
 ) -> SampleSet:
     """Samples of every panel symbol on the sessions in ``[start, end]``.
 
@@ -245,12 +252,13 @@ def build_samples(
     scoring), in which case their label stays NaN. ``partial`` keeps rows where only some
     features are undefined (a gap or a short history; see :func:`compute_features`).
     ``vix_fallback`` is the configured ``market.vix_fallback`` (``None``: its defaults), and
-    ``chunk_symbols`` (``market.feature_chunk_symbols``) bounds memory without changing a value.
+    ``chunk_symbols`` (``market.feature_chunk_symbols``) bounds memory and ``mapper`` runs the
+    chunks (a task runner's); neither changes a value.
     """
     sessions = panel.sessions[(panel.sessions >= pd.Timestamp(start)) & (panel.sessions <= pd.Timestamp(end))]
     block = sample_block(panel, sessions, horizon=horizon, kind=kind, beta_lookback=beta_lookback,
                          barrier=barrier, features=features, partial=partial, vix_fallback=vix_fallback,
-                         chunk_symbols=chunk_symbols)
+                         chunk_symbols=chunk_symbols, mapper=mapper)
     unlabelled = block.complete & ~block.labelled
     keep = block.complete & block.labelled if require_label else block.complete
     has_bar = block.features.has_bar

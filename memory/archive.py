@@ -40,7 +40,7 @@ from sqlmodel import select
 
 from market.cache import stream_parquet_atomically
 from market.config import LabelSettings
-from market.features import DEFAULT_CHUNK_SYMBOLS, FEATURE_NAMES
+from market.features import DEFAULT_CHUNK_SYMBOLS, FEATURE_NAMES, ChunkMapper
 from market.panel import BarPanel
 from market.samples import SampleBlock, sample_block
 from market.vix import VixFallback
@@ -158,7 +158,7 @@ def _held(counts: pd.DataFrame, event: ArchiveEvent) -> bool:
 
 def _events_block(
     events: Sequence[ArchiveEvent], panel: BarPanel, labels: LabelSettings, *, partial: bool,
-    vix_fallback: VixFallback | None, chunk_symbols: int,
+    vix_fallback: VixFallback | None, chunk_symbols: int, mapper: ChunkMapper | None,
 ) -> SampleBlock:
     """Features and labels of every symbol on the sessions inside any of ``events``' windows."""
     sessions = panel.sessions
@@ -167,7 +167,7 @@ def _events_block(
         inside |= (sessions >= pd.Timestamp(event.start)) & (sessions <= pd.Timestamp(event.end))
     return sample_block(panel, sessions[inside], horizon=labels.horizon, kind=labels.kind,
                         beta_lookback=labels.beta_lookback, barrier=labels.triple_barrier, partial=partial,
-                        vix_fallback=vix_fallback, chunk_symbols=chunk_symbols)
+                        vix_fallback=vix_fallback, chunk_symbols=chunk_symbols, mapper=mapper)
 
 
 class _EventPart:
@@ -239,6 +239,7 @@ class RareEventArchive:
         vix_fallback: VixFallback | None = None,
         partial: bool = True,
         chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
+        mapper: ChunkMapper | None = None,
     ) -> ArchiveBuild:
         """Build the archive's samples for every event, unless an identical build exists.
 
@@ -246,8 +247,9 @@ class RareEventArchive:
         ``partial`` keeps rows where only some features are undefined; ``False`` keeps only rows
         with every feature (the former behaviour, where one missing bar cost about a year).
         Features and labels are computed on the events' sessions only, ``chunk_symbols``
-        symbols at a time (``market.feature_chunk_symbols``), and written event by event: memory
-        is the events' samples once plus one chunk's intermediates, never the whole history.
+        symbols at a time (``market.feature_chunk_symbols``; ``mapper`` runs the chunks, e.g. as
+        tasks on a Dask cluster), and written event by event: memory is the events' samples once
+        plus one chunk's intermediates, never the whole history.
         """
         started = time.perf_counter()
         progress = on_progress or (lambda _: None)
@@ -262,7 +264,7 @@ class RareEventArchive:
 
         progress("features and labels")
         block = _events_block(config.events, panel, labels, partial=partial, vix_fallback=vix_fallback,
-                              chunk_symbols=chunk_symbols)
+                              chunk_symbols=chunk_symbols, mapper=mapper)
         progress("events")
         parts = [_EventPart(event, block) for event in config.events]
         path = self.path_for(version)
@@ -284,6 +286,7 @@ class RareEventArchive:
         vix_fallback: VixFallback | None = None,
         partial: bool = True,
         chunk_symbols: int = DEFAULT_CHUNK_SYMBOLS,
+        mapper: ChunkMapper | None = None,
     ) -> ArchiveGrowth:
         """Add discovered events to the archive as a new version, idempotently.
 
@@ -296,7 +299,7 @@ class RareEventArchive:
         replay adds nothing. Samples are built from ``panel`` as given: pass it truncated to the
         session the monitor is at, so no label past that session is used. ``vix_fallback`` and
         ``partial`` are as for :meth:`build` (and part of the new version's identity), and so is
-        ``chunk_symbols`` (which is not).
+        ``chunk_symbols`` and ``mapper`` (which are not).
 
         Raises
         ------
@@ -324,7 +327,7 @@ class RareEventArchive:
                                  self.path_for(existing.version))
 
         block = _events_block(pending, panel, labels, partial=partial, vix_fallback=vix_fallback,
-                              chunk_symbols=chunk_symbols)
+                              chunk_symbols=chunk_symbols, mapper=mapper)
         fresh = [_EventPart(event, block) for event in pending]
         empty = tuple(p.event.name for p in fresh if p.counts["samples"] == 0)
         fresh = [p for p in fresh if p.counts["samples"] > 0]
