@@ -201,14 +201,17 @@ def _kept_parts(path: Path, replaced: Sequence[str]) -> Iterator[pd.DataFrame]:
         yield frame.loc[~frame["event"].astype(str).isin(replaced)]
 
 
-def _write_parts(path: Path, parts: Iterable[pd.DataFrame], counts: Sequence[Mapping[str, Any]]) -> int:
+def _write_parts(path: Path, parts: Iterable[pd.DataFrame], counts: Sequence[Mapping[str, Any]],
+                 sectors: Iterable[str]) -> int:
     """Write ``parts`` (frames made one at a time) as row groups of one Parquet file, with
     ``event``, ``regime`` and ``provenance`` as categoricals over the values the ``counts`` rows
-    with samples hold, in sorted order, in every part: the file reads back as the parts'
-    concatenation would, and memory holds one part."""
+    with samples hold, and ``sector`` over ``sectors``, in sorted order, in every part (an empty
+    part, read back, has no categories at all): the file reads back as the parts' concatenation
+    would, and memory holds one part."""
     held = [row for row in counts if row["samples"] > 0]
     categories = {"event": sorted({str(r["event"]) for r in held}),
-                  "regime": sorted({str(r["regime"]) for r in held}), "provenance": ["archive"]}
+                  "regime": sorted({str(r["regime"]) for r in held}), "provenance": ["archive"],
+                  "sector": sorted(set(sectors))}
 
     def categorised(frame: pd.DataFrame) -> pd.DataFrame:
         for column, values in categories.items():
@@ -269,7 +272,7 @@ class RareEventArchive:
         parts = [_EventPart(event, block) for event in config.events]
         path = self.path_for(version)
         rows = [p.counts for p in parts]
-        _write_parts(path, (p.frame() for p in parts), rows)
+        _write_parts(path, (p.frame() for p in parts), rows, block.sectors.categories)
         counts = pd.DataFrame(rows)
         self._record(version, config.version, content_hash, source, counts)
         progress("written")
@@ -342,7 +345,9 @@ class RareEventArchive:
         old = self.path_for(base)
         if not old.exists():
             raise ArchiveNotBuilt(f"archive version {base} has no samples at {old}")
-        _write_parts(path, itertools.chain(_kept_parts(old, names), (p.frame() for p in fresh)), rows)
+        held = pq.read_table(old, columns=["sector"]).column("sector").to_pandas()
+        _write_parts(path, itertools.chain(_kept_parts(old, names), (p.frame() for p in fresh)), rows,
+                     [*block.sectors.categories, *held.astype(str).unique()])
         new_counts = pd.DataFrame(rows)
         self._record(version, record.configured_version, content_hash, source, new_counts)
         return ArchiveGrowth(version, base, True, names, new_counts, path, empty)

@@ -275,3 +275,20 @@ def test_the_identity_covers_every_input_a_sample_reads_and_nothing_after(small_
         corrected = archive.build(config, changed("close", after), LABELS, "simulated")
     assert first.built and not again.built and again.version == first.version
     assert corrected.built and corrected.version != first.version
+
+
+def test_growing_an_archive_with_an_empty_event_keeps_its_columns(small_panel: BarPanel, tmp_path: Path) -> None:
+    """An event with no labelled sample yet (its window ends within a horizon of the data) is an
+    empty row group, which reads back with no categories at all: growing that archive must still
+    write every part with the same columns."""
+    unlabelled = ArchiveEvent(name="too recent", start=date(2023, 6, 27), end=date(2023, 6, 30), regime="crash",
+                              weight=0.5)
+    events = [CONFIG.memory.archive.events[0], unlabelled]
+    with Store(f"sqlite:///{tmp_path / 'db.sqlite'}") as store:
+        archive = RareEventArchive(tmp_path / "archive", store)
+        base = archive.build(archive_of("9.0.0", events), small_panel, LABELS, "simulated")
+        assert base.counts.set_index("event").loc["too recent", "samples"] == 0
+        grown = archive.add_events([DISCOVERED], small_panel, LABELS, "simulated")
+        samples = archive.load(grown.version)
+    assert grown.built and set(samples["event"]) == {events[0].name, DISCOVERED.name}
+    assert list(samples["sector"].cat.categories) == sorted(set(small_panel.sectors.values()))
