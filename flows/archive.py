@@ -9,6 +9,7 @@ from datetime import date
 
 import pandas as pd
 
+from flows.chunks import chunk_mapper
 from flows.config import LoadedConfig, Settings
 from flows.data import MarketSelection, fetch_market_data, open_selection, open_store
 from market.cache import BarCache, NotCached
@@ -116,7 +117,8 @@ def build_archive(
     archive = open_archive(settings)
     try:
         return archive.build(loaded.config.memory.archive, panel, loaded.config.market.labels, name,
-                             on_progress=on_progress, vix_fallback=loaded.config.market.vix_fallback)
+                             on_progress=on_progress, vix_fallback=loaded.config.market.vix_fallback,
+                             chunk_symbols=loaded.config.market.feature_chunk_symbols, mapper=chunk_mapper())
     finally:
         archive.store.dispose()
 
@@ -211,7 +213,8 @@ def with_discoveries(loaded: LoadedConfig, settings: Settings, source: str, base
                 [ArchiveEvent(name=stage.name, start=stage.start, end=stage.end, regime=stage.regime,  # type: ignore[arg-type]
                               weight=config.monitors.rare_events.archive_weight)],
                 panel.truncate(pd.Timestamp(stage.session)), config.market.labels, source, base=version,
-                vix_fallback=config.market.vix_fallback)
+                vix_fallback=config.market.vix_fallback, chunk_symbols=config.market.feature_chunk_symbols,
+                mapper=chunk_mapper())
             if growth.built:
                 built.append(growth.version)
                 added.append(stage.name)

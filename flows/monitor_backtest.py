@@ -159,7 +159,8 @@ def replay_monitor(
     fallback = config.market.vix_fallback
     timeline = RegimeLabeler(config.monitors.regimes, fallback).label(panel.proxy["close"], panel.vix)
     first = max(0, begin - drift.reference_sessions)
-    features = compute_features(panel, sessions[first:begin + len(replayed)], vix_fallback=fallback)
+    features = compute_features(panel, sessions[first:begin + len(replayed)], vix_fallback=fallback,
+                                chunk_symbols=config.market.feature_chunk_symbols)
     feature_frame = features.frame
     dates = feature_frame.index.get_level_values("date")
     in_reference = (dates >= reference[0]) & (dates <= reference[-1])
@@ -371,7 +372,8 @@ def _record(loaded: LoadedConfig, settings: Settings, source: str, panel: BarPan
                     [ArchiveEvent(name=event.name, start=event.start.date(), end=event.end.date(),
                                   regime=event.regime, weight=weight)],  # type: ignore[arg-type]
                     panel.truncate(event.closed_on), config.market.labels, source,  # type: ignore[arg-type]
-                    vix_fallback=config.market.vix_fallback)
+                    vix_fallback=config.market.vix_fallback,
+                    chunk_symbols=config.market.feature_chunk_symbols)
                 if growth.built:
                     versions.append(growth.version)
                 if event.name in growth.added:  # not when no symbol had bars in its window

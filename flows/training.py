@@ -35,6 +35,7 @@ import pandas as pd
 from sklearn.metrics import log_loss
 
 from flows.archive import build_archive, open_archive, with_discoveries
+from flows.chunks import chunk_mapper
 from flows.config import LoadedConfig, Settings, StormwatchConfig
 from flows.data import MarketSelection, fetch_market_data, open_selection, open_store
 from market.cache import BarCache
@@ -151,7 +152,8 @@ def window_samples(config: StormwatchConfig, data: MarketData) -> Samples:
     labels = config.market.labels
     built = build_samples(data.panel, start, data.as_of, horizon=labels.horizon, kind=labels.kind,
                           beta_lookback=labels.beta_lookback, barrier=labels.triple_barrier,
-                          provenance="window", partial=True, vix_fallback=config.market.vix_fallback)
+                          provenance="window", partial=True, vix_fallback=config.market.vix_fallback,
+                          chunk_symbols=config.market.feature_chunk_symbols, mapper=chunk_mapper())
     if built.frame.empty:
         raise MarketDataError(f"no labelled window sample between {start.date()} and {data.as_of.date()} "
                               f"(histories too short for a label: an excess-return label needs "

@@ -286,7 +286,8 @@ def build_detectors(loaded: LoadedConfig, panel: BarPanel, timeline: RegimeTimel
     drift = config.monitors.drift
     before = panel.truncate(panel.sessions[panel.sessions < start][-1])
     reference = newest_features(before, sessions=min(drift.reference_sessions, len(before.sessions)),
-                                vix_fallback=config.market.vix_fallback, partial=True).frame
+                                vix_fallback=config.market.vix_fallback, partial=True,
+                                chunk_symbols=config.market.feature_chunk_symbols).frame
     days = reference.index.get_level_values("date").unique()
     monitor = DriftMonitor()
     try:
@@ -387,13 +388,15 @@ def process_sessions(
                 first = pending[0]
                 ref = newest_features(panel.truncate(sessions[sessions < first][-1]),
                                       sessions=config.monitors.drift.reference_sessions,
-                                      vix_fallback=config.market.vix_fallback, partial=True).frame
+                                      vix_fallback=config.market.vix_fallback, partial=True,
+                                      chunk_symbols=config.market.feature_chunk_symbols).frame
                 _reference_predictions(loaded, detectors, ref, models, not_run)
         extra = horizon + 1
         position = sessions.get_loc(pending[0])
         wanted = len(pending) + min(extra, position)
+        # partial, as the training window: a gap costs its rows only
         features = newest_features(panel, sessions=wanted, vix_fallback=config.market.vix_fallback,
-                                   partial=True).frame  # as the training window: a gap costs its rows only
+                                   partial=True, chunk_symbols=config.market.feature_chunk_symbols).frame
         by_day = dict(iter(features.groupby(level="date")))
         labels = make_labels(panel, horizon, config.market.labels.kind,  # type: ignore[arg-type]
                              config.market.labels.beta_lookback, config.market.labels.triple_barrier)

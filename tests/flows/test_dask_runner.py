@@ -9,6 +9,7 @@ ensemble on the same rows must be equal bit for bit.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,26 @@ def test_dask_on_a_local_cluster_trains_the_same_models_as_threads_in_process(
         np.testing.assert_array_equal(dask_model.members[name].predict_proba(rows),
                                       threads_model.members[name].predict_proba(rows), err_msg=name)
     np.testing.assert_array_equal(dask_model.predict_proba(rows), threads_model.predict_proba(rows))
+    # On Dask the feature chunks were tasks on the cluster too; in process they ran in turn, no task.
+    assert _task_names(on_dask.run_id) >= {"train-lightgbm", "train-logistic_regression", "features-0-4"}
+    assert not any(re.fullmatch(r"features-\d+-\d+", name) for name in _task_names(in_process.run_id))
+
+
+def _task_names(run_id: str) -> set[str]:
+    """The task runs of the retraining flow run that recorded ``run_id``."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.training import open_runs
+
+    runs = open_runs(Settings())
+    try:
+        flow_run_id = runs.get(run_id).flow_run_id
+    finally:
+        runs.store.dispose()
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {t.name for t in tasks}
 
 
 def test_the_runner_is_built_from_the_configuration_key() -> None:
