@@ -10,7 +10,7 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from benchmarks import cycle, events, features, monitor, quality, retrain
+from benchmarks import cycle, events, features, monitor, quality, retrain, scale
 
 
 def main() -> int:
@@ -23,6 +23,9 @@ def main() -> int:
     failures += events.main()  # its own prefect server on loopback, stopped at the end
     print()
     failures += cycle.main()  # one monitor cycle, 76 symbols; its own STORMWATCH_HOME
+    print()
+    failures += scale.main(scale.REDUCED, label=" (a reduced version: python -m benchmarks.scale runs 76, 500 "
+                                                "and 1,500 symbols with retraining at 500)")
     print()
     failures += retrain.main()  # last: it points STORMWATCH_HOME and PREFECT_HOME at a temporary folder
     return 1 if failures else 0
