@@ -128,7 +128,7 @@ def _default_zoo() -> dict[str, MemberSpec]:
                                   early_stopping=False, random_state=0, max_rows=600_000),
         "mlp": spec("sklearn.neural_network", "MLPClassifier", preprocess="standardize",
                     hidden_layer_sizes=[64, 32], alpha=0.001, early_stopping=True, max_iter=50,
-                    random_state=0, max_rows=400_000),
+                    random_state=0, max_rows=250_000),
         "logistic_regression": spec("sklearn.linear_model", "LogisticRegression", preprocess="standardize",
                                     C=0.05, max_iter=500),
         "svm": spec("models.zoo", "NystroemSVC", preprocess="standardize", n_components=300, C=0.1,
