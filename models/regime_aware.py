@@ -185,20 +185,22 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
         cross = (s[:, :, None] * basis[:, None, :]).reshape(len(X), -1)
         return np.concatenate([s, basis, cross], axis=1)
 
-    def _scaled(self, design: np.ndarray) -> np.ndarray:
-        """The standardised design in single precision: the solver's matrix products are bound by
-        memory (120,000 x 142 doubles are 136 MB a pass), and the interactions need no more."""
-        return ((design - self.design_mean_) / self.design_std_).astype(np.float32)
+    def _scaled(self, design: np.ndarray, dtype: type[np.floating[Any]] = np.float32) -> np.ndarray:
+        """The standardised design, for the solver in single precision: its matrix products are
+        bound by memory (120,000 x 142 doubles are 136 MB a pass), and the interactions need no
+        more. Predictions take double precision: a float32 product's rounding depends on how many
+        rows BLAS blocks together, so a row's probability would change with the batch around it."""
+        return ((design - self.design_mean_) / self.design_std_).astype(dtype)
 
     def decision_function(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
-        return self.classifier_.decision_function(self._scaled(self._design(X)))
+        return self.classifier_.decision_function(self._scaled(self._design(X), np.float64))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
-        return self.classifier_.predict_proba(self._scaled(self._design(X))).astype(np.float64)
+        return self.classifier_.predict_proba(self._scaled(self._design(X), np.float64))
 
     def predict(self, X: Any) -> np.ndarray:
         proba = self.predict_proba(X)
