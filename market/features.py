@@ -638,9 +638,9 @@ def compute_chunk(chunk: FeatureChunk) -> ChunkValues:
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         for k, feature in enumerate(_selected(_catalogue(frames, chunk.fallback.sessions), chunk.wanted)):
             computed = feature.compute()
-            if feature.across is None:
-                width = (computed[chunk.take].shape[0], len(chunk.panel.symbols))
-                local[k] = np.broadcast_to(computed[chunk.take], width).astype(chunk.dtype)
+            if feature.across is None:  # a market-wide feature is one column: one per symbol here
+                taken = computed[chunk.take]
+                local[k] = np.broadcast_to(taken, (len(taken), len(chunk.panel.symbols))).astype(chunk.dtype)
             else:
                 gathered[k] = computed if feature.history else computed[chunk.take]
         extra = {} if chunk.extra is None else {name: values[chunk.take]
