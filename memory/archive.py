@@ -171,7 +171,7 @@ def _events_block(
 
 
 class _EventPart:
-    """One event's labelled samples in a block (built when first read) and its counts row."""
+    """One event's labelled samples in a block (its frame made only when asked for) and its counts row."""
 
     def __init__(self, event: ArchiveEvent, block: SampleBlock) -> None:
         self.event, self.block = event, block
@@ -268,11 +268,16 @@ class RareEventArchive:
         progress("features and labels")
         block = _events_block(config.events, panel, labels, partial=partial, vix_fallback=vix_fallback,
                               chunk_symbols=chunk_symbols, mapper=mapper)
-        progress("events")
         parts = [_EventPart(event, block) for event in config.events]
         path = self.path_for(version)
         rows = [p.counts for p in parts]
-        _write_parts(path, (p.frame() for p in parts), rows, block.sectors.categories)
+
+        def frames() -> Iterator[pd.DataFrame]:
+            for part in parts:  # each event's frame made, written and let go in turn
+                progress(part.event.name)
+                yield part.frame()
+
+        _write_parts(path, frames(), rows, block.sectors.categories)
         counts = pd.DataFrame(rows)
         self._record(version, config.version, content_hash, source, counts)
         progress("written")
@@ -301,8 +306,8 @@ class RareEventArchive:
         events to the same base twice finds the version of the first time (content hash), so a
         replay adds nothing. Samples are built from ``panel`` as given: pass it truncated to the
         session the monitor is at, so no label past that session is used. ``vix_fallback`` and
-        ``partial`` are as for :meth:`build` (and part of the new version's identity), and so is
-        ``chunk_symbols`` and ``mapper`` (which are not).
+        ``partial`` are as for :meth:`build` (and part of the new version's identity), and so are
+        ``chunk_symbols`` and ``mapper`` (which are not: they never change a value).
 
         Raises
         ------
