@@ -17,6 +17,7 @@ from market.panel import BarPanel, load_panel
 from market.sources import MarketDataError
 from memory.archive import ArchiveBuild, ArchiveNotBuilt, RareEventArchive
 from memory.tables import ArchiveVersion
+from memory.watch_log import EventStageRecord, discovered_events, event_stages
 
 
 def open_archive(settings: Settings) -> RareEventArchive:
@@ -173,6 +174,18 @@ class ArchiveWithDiscoveries:
     steps: tuple[ArchiveStep, ...] = ()  # every stage the version holds, in order (built or found)
 
 
+def discovered_stages(settings: Settings, source: str, last: pd.Timestamp) -> list[EventStageRecord]:
+    """The archive stages of ``source``'s new (not configured) discovered events recorded by
+    session ``last``, in the order the archive takes them."""
+    store = open_store(settings)
+    try:
+        new = {e.name for e in discovered_events(store, source=source) if e.known_as is None}
+        stages = event_stages(store, source=source)
+        return [s for s in stages if s.name in new and pd.Timestamp(s.session) <= last]
+    finally:
+        store.dispose()
+
+
 def with_discoveries(loaded: LoadedConfig, settings: Settings, source: str, base: str,
                      panel: BarPanel) -> ArchiveWithDiscoveries:
     """``base`` (the configured events' version) grown with every new rare event the monitor
@@ -192,17 +205,10 @@ def with_discoveries(loaded: LoadedConfig, settings: Settings, source: str, base
     as of session T reads the version the monitor built with the stages up to T, paying only
     lookups."""
     from memory.config import ArchiveEvent
-    from memory.watch_log import discovered_events, event_stages, mark_archived, mark_stage_archived
+    from memory.watch_log import mark_archived, mark_stage_archived
 
     config = loaded.config
-    last = panel.sessions[-1]
-    store = open_store(settings)
-    try:
-        new = {e.name for e in discovered_events(store, source=source) if e.known_as is None}
-        stages = [s for s in event_stages(store, source=source)
-                  if s.name in new and pd.Timestamp(s.session) <= last]
-    finally:
-        store.dispose()
+    stages = discovered_stages(settings, source, panel.sessions[-1])
     version, added, built, steps = base, [], [], []
     if not stages:
         return ArchiveWithDiscoveries(version, (), ())

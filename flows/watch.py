@@ -47,6 +47,7 @@ from flows.archive import (
     ArchiveStep,
     build_archive,
     cached_panel,
+    discovered_stages,
     with_discoveries,
 )
 from flows.config import LoadedConfig, Settings
@@ -62,8 +63,6 @@ from memory.live import LiveLog, SessionAlreadyProcessed, SessionWrite
 from memory.registry import CHALLENGER, CHAMPION, Registry
 from memory.replay import ReplayBuffer, log_loss_per_row
 from memory.watch_log import (
-    discovered_events,
-    event_stages,
     open_stage,
     record_discovered_events,
     record_drift_events,
@@ -578,15 +577,7 @@ def grow_archive(loaded: LoadedConfig, settings: Settings, source: str,
     while it lasts and when it closes (see :func:`flows.archive.with_discoveries`), by
     ``panel``'s last session; returns the stages taken in just now, built or not (a stage
     without a labelled row adds nothing), and an empty tuple when none was waiting."""
-    last = panel.sessions[-1]
-    store = open_store(settings)
-    try:
-        new = {e.name for e in discovered_events(store, source=source) if e.known_as is None}
-        waiting = any(s.archive_version is None and s.name in new and pd.Timestamp(s.session) <= last
-                      for s in event_stages(store, source=source))
-    finally:
-        store.dispose()
-    if not waiting:
+    if all(s.archive_version is not None for s in discovered_stages(settings, source, panel.sessions[-1])):
         return ()
     base = build_archive(loaded, settings, source, panel=panel).version
     grown = with_discoveries(loaded, settings, source, base, panel)

@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,23 +63,29 @@ def harness() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, harness: None) -> dict:
-    """One hybrid run on the small universe, with its own STORMWATCH_HOME."""
+def _retrain_in(home: Path, config: Path) -> Any:
+    """``run_retrain`` as of AS_OF with STORMWATCH_HOME at ``home`` for the call (a module-scoped
+    fixture cannot use monkeypatch)."""
     from flows.retrain import run_retrain
 
-    root = tmp_path_factory.mktemp("retrain")
-    home = root / "home"
-    config = small_config(root / "small.yaml")
     old = os.environ.get("STORMWATCH_HOME")
     os.environ["STORMWATCH_HOME"] = str(home)
     try:
-        outcome = run_retrain(config_path=str(config), as_of=AS_OF)
+        return run_retrain(config_path=str(config), as_of=AS_OF)
     finally:
         if old is None:
             os.environ.pop("STORMWATCH_HOME", None)
         else:
             os.environ["STORMWATCH_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, harness: None) -> dict:
+    """One hybrid run on the small universe, with its own STORMWATCH_HOME."""
+    root = tmp_path_factory.mktemp("retrain")
+    home = root / "home"
+    config = small_config(root / "small.yaml")
+    outcome = _retrain_in(home, config)
     return {"home": home, "config": config, "outcome": outcome}
 
 
@@ -86,8 +93,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory, harness: None) -> dict:
 def subsampled(tmp_path_factory: pytest.TempPathFactory, harness: None) -> dict:
     """A run whose random forest may fit at most 3,000 rows (the set has about 17,000), with three
     members only, to keep it short; the others keep every row."""
-    from flows.retrain import run_retrain
-
     root = tmp_path_factory.mktemp("subsampled")
     config = small_config(root / "small.yaml")
     raw = yaml.safe_load(config.read_text())
@@ -95,15 +100,7 @@ def subsampled(tmp_path_factory: pytest.TempPathFactory, harness: None) -> dict:
     raw["models"]["zoo"] = {"random_forest": {**zoo["random_forest"], "max_rows": 3000},
                             "lightgbm": zoo["lightgbm"], "logistic_regression": zoo["logistic_regression"]}
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    old = os.environ.get("STORMWATCH_HOME")
-    os.environ["STORMWATCH_HOME"] = str(root / "home")
-    try:
-        outcome = run_retrain(config_path=str(config), as_of=AS_OF)
-    finally:
-        if old is None:
-            os.environ.pop("STORMWATCH_HOME", None)
-        else:
-            os.environ["STORMWATCH_HOME"] = old
+    outcome = _retrain_in(root / "home", config)
     return {"home": root / "home", "config": config, "outcome": outcome}
 
 
