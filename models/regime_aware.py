@@ -9,7 +9,9 @@ odds is ``a + b_1 h_1(z) + ... + b_k h_k(z)``, a piecewise-linear function of th
 and stay turned in a crash. The state enters through hinge functions ``max(z - t, 0)`` at
 ``knots`` (in weighted standard deviations of the training rows), which is what lets the
 effect be flat over calm and volatile markets and flip only past a threshold, instead of
-growing linearly with the VIX.
+growing linearly with the VIX. ``basis="step"`` uses indicators ``z > t`` instead: the effect
+is then constant between knots, which is what a sign that flips with the regime looks like,
+and it does not extrapolate past the last knot into a storm deeper than any in training.
 
 The design matrix is ``[signals, state basis, signals x state basis]``, standardised and fitted
 by an L2-regularised logistic regression with ``sample_weight``. Only causal features go in:
@@ -26,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
@@ -68,6 +70,9 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
         every column.
     knots : sequence of float, default=(0.0, 1.0, 2.0)
         Hinge points of the state basis, in (weighted) standard deviations from the mean.
+    basis : {"hinge", "step"}, default="hinge"
+        How the state enters: hinges ``max(z - t, 0)`` (an effect that grows past each knot) or
+        steps ``z > t`` (an effect that is constant between knots).
     clip : float, default=5.0
         Standardised values are clipped to ``[-clip, clip]``: a VIX of 80 must not dominate the
         fit.
@@ -105,6 +110,7 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
         "signal_columns": ["array-like", None],
         "state_columns": ["array-like", None],
         "knots": ["array-like"],
+        "basis": [StrOptions({"hinge", "step"})],
         "clip": [Interval(Real, 0, None, closed="neither")],
         "C": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -116,6 +122,7 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
         signal_columns: Sequence[str | int] | None = None,
         state_columns: Sequence[str | int] | None = None,
         knots: Sequence[float] = (0.0, 1.0, 2.0),
+        basis: str = "hinge",
         clip: float = 5.0,
         C: float = 0.1,
         max_iter: int = 300,
@@ -123,6 +130,7 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
         self.signal_columns = signal_columns
         self.state_columns = state_columns
         self.knots = knots
+        self.basis = basis
         self.clip = clip
         self.C = C
         self.max_iter = max_iter
@@ -181,7 +189,11 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
     def _design(self, X: np.ndarray) -> np.ndarray:
         s = self._standardised(X[:, self.signal_index_], self.signal_mean_, self.signal_std_)
         z = self._standardised(X[:, self.state_index_], self.state_mean_, self.state_std_)
-        basis = np.concatenate([z, *(np.maximum(z - t, 0.0) for t in self.knots_)], axis=1)
+        if self.basis == "step":
+            pieces = [(z > t).astype(np.float64) for t in self.knots_]
+        else:
+            pieces = [np.maximum(z - t, 0.0) for t in self.knots_]
+        basis = np.concatenate([z, *pieces], axis=1)
         cross = (s[:, :, None] * basis[:, None, :]).reshape(len(X), -1)
         return np.concatenate([s, basis, cross], axis=1)
 

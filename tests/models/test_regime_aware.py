@@ -16,7 +16,8 @@ from tests.conftest import DEFAULT_CONFIG
 
 
 @parametrize_with_checks([RegimeInteractionClassifier(),
-                          RegimeInteractionClassifier(signal_columns=[0], state_columns=[1], knots=[0.5])],
+                          RegimeInteractionClassifier(signal_columns=[0], state_columns=[1], knots=[0.5]),
+                          RegimeInteractionClassifier(basis="step", knots=[-1.0, 0.0, 1.0])],
                          expected_failed_checks=lambda est: {
     # the solver runs in single precision (a retrain's design matrix is bound by memory): a
     # weight of 2 and a repeated row agree to 1e-5, not to the check's 1e-7 (tested below)
@@ -47,6 +48,30 @@ def test_learns_a_sign_that_flips_past_a_vix_threshold() -> None:
     plain = LogisticRegression().fit(X, y).predict(test_X) == test_y
     assert ours[storm].mean() > 0.7 and ours[~storm].mean() > 0.7, (ours[storm].mean(), ours[~storm].mean())
     assert plain[storm].mean() < 0.5  # the calm majority sets its sign: wrong in the storm
+
+
+def _storm_beyond_training(n: int = 6000, seed: int = 0, *, deepest: float) -> tuple[pd.DataFrame, np.ndarray]:
+    """Reversal above a VIX of 35, of the same strength however deep the storm; the VIX runs up
+    to ``deepest``."""
+    rng = np.random.default_rng(seed)
+    vix = np.concatenate([rng.uniform(10, 30, size=n - n // 4), rng.uniform(38, deepest, size=n // 4)])
+    signal = rng.normal(size=n)
+    y = (np.where(vix > 35, -1.0, 1.0) * signal + rng.normal(scale=1.0, size=n) > 0).astype(int)
+    return pd.DataFrame({"excess_ret_5": signal, "vix_level": vix}), y
+
+
+def test_steps_hold_a_flipped_sign_in_a_storm_deeper_than_training() -> None:
+    """A held-out crash is often deeper than any storm in training (2008's VIX of 60-80 with only
+    2018 and 2020 to learn from): a step basis keeps the learned reversal constant there."""
+    X, y = _storm_beyond_training(deepest=45.0)
+    test_X, test_y = _storm_beyond_training(seed=1, deepest=90.0)
+    deep = test_X["vix_level"].to_numpy() > 45
+    step = RegimeInteractionClassifier(signal_columns=["excess_ret_5"], state_columns=["vix_level"],
+                                       knots=[-1.0, 0.0, 1.0, 2.0], basis="step").fit(X, y)
+    hits = step.predict(test_X) == test_y
+    assert hits[deep].mean() > 0.7 and hits[~deep].mean() > 0.7, (hits[deep].mean(), hits[~deep].mean())
+    with pytest.raises(ValueError, match="basis"):
+        RegimeInteractionClassifier(basis="spline").fit(X, y)
 
 
 def test_honours_sample_weight() -> None:
@@ -99,7 +124,7 @@ def test_configured_in_the_zoo_from_the_allow_list_with_causal_columns_only() ->
     assert isinstance(model, RegimeInteractionClassifier)
     columns = [*model.signal_columns, *model.state_columns]
     assert set(columns) <= set(FEATURE_NAMES), sorted(set(columns) - set(FEATURE_NAMES))
-    assert {"vix_level", "mkt_vol_20", "mkt_drawdown_252"} <= set(model.state_columns)
+    assert {"vix_level", "mkt_drawdown_252"} <= set(model.state_columns)
     with pytest.raises(ZooConfigError, match="models.zoo.regime_aware.kwargs.signal"):
         build_estimator("models.regime_aware", "RegimeInteractionClassifier", {"signal": ["ret_5"]},
                         where="models.zoo.regime_aware")
