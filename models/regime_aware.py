@@ -69,7 +69,7 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
         The causal regime-state features (VIX level, realised volatility, drawdown). ``None``:
         every column.
     knots : sequence of float, default=(0.0, 1.0, 2.0)
-        Hinge points of the state basis, in (weighted) standard deviations from the mean.
+        Points of the state basis (hinges or steps), in (weighted) standard deviations from the mean.
     basis : {"hinge", "step"}, default="hinge"
         How the state enters: hinges ``max(z - t, 0)`` (an effect that grows past each knot) or
         steps ``z > t`` (an effect that is constant between knots).
