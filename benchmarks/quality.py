@@ -73,6 +73,7 @@ from flows.training import (
     MarketData,
     PreparedRun,
     archive_samples,
+    ensemble_weighting,
     fit_member,
     label_regimes,
     panel_snapshot,
@@ -282,7 +283,7 @@ def fill_replay_buffer(loaded: LoadedConfig, settings: Settings, panel: BarPanel
     archived = archive_samples(loaded, settings, data, timeline)
     prepared = prepare_from_parts(config, data, timeline, window, archived, None,
                                   training_config(config, dict(STEPS[3][1])))
-    result = validate(cache.members([member], prepared), prepared)
+    result = validate(cache.members([member], prepared), prepared, **ensemble_weighting(config))
     buffer = ReplayBuffer(open_store(settings), config.memory.replay)
     try:
         report = buffer.admit(result.rows, result.ensemble_proba, model_version=f"benchmark-{previous:%Y%m%d}",
@@ -316,6 +317,7 @@ def run_seed(
     home: Path,
     market: SimulatedMarket | None = None,
     shuffle_labels: bool = False,
+    shuffle_seed: int = 0,
     members: Sequence[str] | None = None,
     held_out: Sequence[str] | None = None,
     per_sector: int = PER_SECTOR,
@@ -325,7 +327,8 @@ def run_seed(
     """Every variant on every test set of one seed: per-regime hits and counts, with the oracle's.
 
     ``market`` replaces the simulation (the leakage test passes one whose true regimes and oracle
-    are noise); ``shuffle_labels`` permutes every training label in time within each part;
+    are noise); ``shuffle_labels`` permutes every training label in time within each part (a
+    different permutation for each ``shuffle_seed``);
     ``members``, ``held_out``, ``per_sector`` and ``ablation_member`` narrow the zoo, the held-out
     events and the universe, or change the ablation's member (tests)."""
     started = time.perf_counter()
@@ -341,7 +344,7 @@ def run_seed(
     previous = sessions[sessions.get_loc(today) - PREVIOUS_RUN_SESSIONS]
     zoo = list(members or config.models.zoo)
     cache = MemberCache(config)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, shuffle_seed])
 
     def shuffled(samples: Samples | None) -> Samples | None:
         if not shuffle_labels or samples is None or not len(samples):
@@ -423,7 +426,7 @@ def run_seed(
         for variant, prepared in ((ENSEMBLE, prepared_steps[STEPS[-1][0]]),
                                   (WINDOW_ENSEMBLE, prepared_steps[STEPS[0][0]])):
             fitted = cache.members(zoo, prepared)
-            served = validate(fitted, prepared).ensemble
+            served = validate(fitted, prepared, **ensemble_weighting(config)).ensemble
             add(variant, served.predict_proba(features)[:, 1])
             if variant == ENSEMBLE:
                 for member in fitted:

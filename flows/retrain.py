@@ -189,9 +189,10 @@ def train_member(name: str, loaded: LoadedConfig, training_set: steps.TrainingSe
 
 
 @task(name="validate-per-regime", **_task)
-def validate_per_regime(members: list[steps.FittedMember], prepared: steps.PreparedRun) -> steps.Validation:
+def validate_per_regime(loaded: LoadedConfig, members: list[steps.FittedMember],
+                        prepared: steps.PreparedRun) -> steps.Validation:
     """Every member and the ensemble on the five per-regime validation sets."""
-    return steps.validate(members, prepared)
+    return steps.validate(members, prepared, **steps.ensemble_weighting(loaded.config))
 
 
 def record_run(loaded: LoadedConfig, run_id: str, prepared: steps.PreparedRun,
@@ -355,7 +356,7 @@ def retrain(
             for warning in member.warnings:
                 logger.warning("%s: %s", member.name, warning)
         progress.step(STEPS[9])
-        validation = validate_per_regime(members, prepared)
+        validation = validate_per_regime(loaded, members, prepared)
         progress.step(STEPS[10])
         explanation = shap_by_regime(loaded, run_id, validation)
         progress.step(STEPS[11])

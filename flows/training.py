@@ -32,7 +32,6 @@ from uuid import uuid4
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import log_loss
 
 from flows.archive import build_archive, open_archive, with_discoveries
 from flows.chunks import chunk_mapper
@@ -63,6 +62,8 @@ from models.zoo import (
     fit_inputs,
     for_reproducible_prediction,
     positive_class_proba,
+    regime_mean_skill,
+    weights_from_skill,
 )
 from monitors.regimes import RegimeLabeler, RegimeTimeline, label_samples
 from monitors.tracking import TrackingReport, plot_sector_regime, track
@@ -428,9 +429,18 @@ class Validation:
     reference_log_loss: float
 
 
-def validate(members: list[FittedMember], prepared: PreparedRun) -> Validation:
-    """Score every member on the validation sets, weight the ensemble by validation skill
-    (log loss against predicting the training base rate), and score the ensemble."""
+def ensemble_weighting(config: StormwatchConfig) -> dict[str, Any]:
+    """The keywords of :func:`validate` that ``models.validation`` configures."""
+    settings = config.models.validation
+    return {"ensemble_skill": settings.ensemble_skill, "min_regime_rows": settings.ensemble_min_regime_rows}
+
+
+def validate(members: list[FittedMember], prepared: PreparedRun, *, ensemble_skill: str = "regime_mean",
+             min_regime_rows: int = 200) -> Validation:
+    """Score every member on the validation sets, weight the ensemble by validation skill (log
+    loss against predicting the training base rate: averaged over the regime sets with at least
+    ``min_regime_rows`` rows, or on all rows for ``ensemble_skill="overall"``, as
+    ``models.validation`` configures), and score the ensemble."""
     held = [s for s in prepared.validation.values() if len(s)]
     if not held:
         raise ValueError("every validation set is empty: nothing to validate on")
@@ -439,19 +449,26 @@ def validate(members: list[FittedMember], prepared: PreparedRun) -> Validation:
     regimes = rows.rows["regime"].astype(str).to_numpy()
     train = prepared.training_set
     base_rate = float(np.average(train.samples.target.to_numpy(), weights=train.weights))
-    reference = float(log_loss(y, np.full(len(y), base_rate), labels=[0, 1]))
-    metrics, losses = {}, {}
-    for member in members:
-        p = positive_class_proba(member.model, rows.features)
-        metrics[member.name] = regime_metrics(y, p, regimes)
-        losses[member.name] = float(metrics[member.name].loc["overall", "log_loss"])
-    weights = ensemble_weights(losses, reference)
+    reference = regime_metrics(y, np.full(len(y), base_rate), regimes)
+    metrics = {m.name: regime_metrics(y, positive_class_proba(m.model, rows.features), regimes)
+               for m in members}
+    per_regime = [r for r in reference.index if r != "overall"]
+    skill = None if ensemble_skill == "overall" else regime_mean_skill(
+        {name: frame.loc[per_regime, "log_loss"].to_dict() for name, frame in metrics.items()},
+        reference.loc[per_regime, "log_loss"].to_dict(), reference.loc[per_regime, "n"].to_dict(),
+        min_rows=min_regime_rows)
+    overall = float(reference.loc["overall", "log_loss"])
+    if skill is None:
+        losses = {name: float(frame.loc["overall", "log_loss"]) for name, frame in metrics.items()}
+        weights = ensemble_weights(losses, overall)
+    else:
+        weights = weights_from_skill(skill)
     ensemble = SoftVotingEnsemble(members={m.name: m.model for m in members}, weights=weights,
                                   feature_names=train.samples.feature_names)
     proba = ensemble.predict_proba(rows.features)[:, 1]
     metrics["ensemble"] = regime_metrics(y, proba, regimes)
     return Validation(rows=rows, metrics=metrics, ensemble=ensemble, ensemble_proba=proba,
-                      reference_log_loss=reference)
+                      reference_log_loss=overall)
 
 
 def accuracy_table(metrics: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

@@ -53,6 +53,12 @@ class ValidationConfig(_Section):
     n_splits: int = Field(5, ge=2)
     embargo_sessions: int = Field(5, ge=0)
     rolling_window_sessions: int = Field(756, ge=20)
+    #: How validation skill weights the served ensemble: ``regime_mean`` averages each member's
+    #: skill over the regime sets (a storm set counts as much as a calm one, which is the
+    #: mission), ``overall`` takes it on all validation rows together (the largest set decides).
+    ensemble_skill: Literal["regime_mean", "overall"] = "regime_mean"
+    #: Regime sets with fewer rows are left out of ``regime_mean``: their skill is noise.
+    ensemble_min_regime_rows: int = Field(200, ge=1)
 
 
 class GateConfig(_Section):

@@ -28,8 +28,8 @@ weighted resampling. All eight take missing features (a gap, a short history: sa
 with ``partial``): the forests, XGBoost and LightGBM natively, the histogram booster on bin codes
 that keep them missing, and the MLP, logistic regression and SVM through
 :class:`ScaledClassifier`'s median imputation, fitted on the training rows. The served model is
-:class:`SoftVotingEnsemble`, whose member weights come from :func:`ensemble_weights` on purged
-validation log loss.
+:class:`SoftVotingEnsemble`, whose member weights come from purged validation log loss: skill
+averaged over the regime sets (:func:`regime_mean_skill`) or on all rows (:func:`ensemble_weights`).
 """
 
 from __future__ import annotations
@@ -453,11 +453,48 @@ def ensemble_weights(log_loss: Mapping[str, float], reference_log_loss: float) -
     >>> ensemble_weights({"a": 0.680, "b": 0.690, "c": 0.700}, 0.693)
     {'a': 0.8125, 'b': 0.1875, 'c': 0.0}
     """
-    skill = {name: max(0.0, reference_log_loss - loss) for name, loss in log_loss.items()}
-    total = sum(skill.values())
+    return weights_from_skill({name: reference_log_loss - loss for name, loss in log_loss.items()})
+
+
+def weights_from_skill(skill: Mapping[str, float]) -> dict[str, float]:
+    """Soft-vote weights proportional to skill (log loss below a reference), clipped at zero;
+    equal weights when no member has any.
+
+    >>> weights_from_skill({"a": 0.004, "b": -0.001})
+    {'a': 1.0, 'b': 0.0}
+    """
+    clipped = {name: max(0.0, value) for name, value in skill.items()}
+    total = sum(clipped.values())
     if total <= 0:
-        return {name: 1.0 / len(log_loss) for name in log_loss}
-    return {name: round(value / total, 12) for name, value in skill.items()}
+        return {name: 1.0 / len(skill) for name in skill}
+    return {name: round(value / total, 12) for name, value in clipped.items()}
+
+
+def regime_mean_skill(
+    log_loss: Mapping[str, Mapping[str, float]],
+    reference_log_loss: Mapping[str, float],
+    rows: Mapping[str, int],
+    *,
+    min_rows: int,
+) -> dict[str, float] | None:
+    """Each member's skill averaged over the regimes with at least ``min_rows`` validation rows.
+
+    ``log_loss[member][regime]`` and ``reference_log_loss[regime]`` (the training base rate's log
+    loss on that regime's rows) are per regime. On all rows together the calm sets, several times
+    larger, decide the weights, and a member that is right only in storms gets none; averaged
+    per regime, a crash set counts as much as a normal one. ``None`` when no regime has enough
+    rows (the caller falls back to the overall skill).
+
+    >>> regime_mean_skill({"trees": {"normal": 0.680, "crash": 0.700},
+    ...                    "linear": {"normal": 0.688, "crash": 0.680}},
+    ...                   {"normal": 0.690, "crash": 0.693}, {"normal": 5000, "crash": 400}, min_rows=200)
+    {'trees': 0.0015, 'linear': 0.0075}
+    """
+    kept = [regime for regime, n in rows.items() if n >= min_rows and regime in reference_log_loss]
+    if not kept:
+        return None
+    return {name: round(float(np.mean([reference_log_loss[r] - losses[r] for r in kept])), 12)
+            for name, losses in log_loss.items()}
 
 
 @dataclass(frozen=True)
@@ -512,4 +549,5 @@ __all__: Sequence[str] = (
     "ALLOWED_CLASSES", "TRUSTED_TYPE_PREFIXES", "NystroemSVC", "ScaledClassifier", "SoftVotingEnsemble",
     "ZooConfigError",
     "build_estimator", "ensemble_weights", "for_reproducible_prediction", "positive_class_proba",
+    "regime_mean_skill", "weights_from_skill",
 )

@@ -60,23 +60,41 @@ def test_neither_the_true_regime_nor_the_oracle_reaches_a_feature(base, market, 
     assert {"member: lightgbm", "member: regime_aware", quality.ENSEMBLE} <= set(scored(real)["variant"])
 
 
-def test_labels_shuffled_in_time_score_at_chance(base, market, tmp_path: Path) -> None:
-    """Training labels permuted in time within the window and the archive: the served ensemble
-    (and the window-only one) scores 0.50 +- 0.02 balanced accuracy over all test sets (live storm
-    and four held-out storms) together; plain accuracy would reward guessing the test rows'
-    majority class. Single members are noisier (their predictions move with market-wide features,
-    so rows of one session err together; measured up to 0.030 on these 3,400 rows), and are held
-    to 0.50 +- 0.04. The oracle, on the same rows, does better."""
-    run = quality.run_seed(base, SEED, home=tmp_path, market=market, shuffle_labels=True, members=MEMBERS,
-                           per_sector=1)
-    frame = pd.DataFrame(run["records"])
+#: Permutations of the training labels the shuffled-label test averages over (see its docstring).
+SHUFFLES = 12
+
+
+def balanced_accuracy(records: list[dict]) -> pd.Series:
+    """Balanced accuracy of each variant over every test set together, by the labeler's regimes."""
+    frame = pd.DataFrame(records)
     overall = frame.loc[(frame["regime"] == "overall") & (frame["regime_source"] == "labeler")]
     totals = overall.groupby("variant")[["hits", "n", "up", "up_hits"]].sum()
     down, down_hits = totals["n"] - totals["up"], totals["hits"] - totals["up_hits"]
-    accuracy = (totals["up_hits"] / totals["up"] + down_hits / down) / 2
-    assert totals.loc[quality.ENSEMBLE, "n"] > 3000
-    chance = accuracy.drop("oracle")
+    return (totals["up_hits"] / totals["up"] + down_hits / down) / 2
+
+
+def test_labels_shuffled_in_time_score_at_chance(base, market, tmp_path: Path) -> None:
+    """Training labels permuted in time within the window and the archive: averaged over twelve
+    permutations, the served ensemble and the window-only one score 0.50 +- 0.02 balanced
+    accuracy over all test sets (live storm and four held-out storms) together, and every other
+    variant 0.50 +- 0.03; plain accuracy would reward guessing the test rows' majority class.
+
+    One permutation is not the null: a model fitted to shuffled labels still gives the real
+    signals in the test storms a coefficient, of random sign, so one fit scores 0.5 plus or minus
+    the storms' edge (measured over eleven permutations: standard deviation 0.037 for the
+    one-signal member on the window alone, 0.032 for the window-only ensemble; means 0.493 and
+    0.496). A leak lifts every permutation; chance leaves the mean at 0.5, within about 0.01 for
+    twelve. The oracle, on the same rows, does better."""
+    runs = [quality.run_seed(base, SEED, home=tmp_path / str(k), market=market, shuffle_labels=True,
+                             shuffle_seed=k, members=MEMBERS, per_sector=1)["records"] for k in range(SHUFFLES)]
+    served_rows = pd.DataFrame(runs[0]).query("variant == @quality.ENSEMBLE and regime == 'overall' "
+                                              "and regime_source == 'labeler'")["n"].sum()
+    assert served_rows > 3000
+    scores = pd.DataFrame({k: balanced_accuracy(records) for k, records in enumerate(runs)})
+    assert scores.T.nunique().drop("oracle").min() > 1  # each permutation is a different fit
+    mean = scores.mean(axis=1)
+    chance = mean.drop("oracle")
     served = chance[[quality.ENSEMBLE, quality.WINDOW_ENSEMBLE]]
-    assert (served - 0.5).abs().max() <= 0.02, served.to_dict()
-    assert (chance - 0.5).abs().max() <= 0.04, chance.to_dict()
-    assert accuracy["oracle"] > 0.53
+    assert (served - 0.5).abs().max() <= 0.02, scores.round(3).to_dict("index")
+    assert (chance - 0.5).abs().max() <= 0.03, scores.round(3).to_dict("index")
+    assert mean["oracle"] > 0.53

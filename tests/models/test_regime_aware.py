@@ -124,7 +124,8 @@ def test_configured_in_the_zoo_from_the_allow_list_with_causal_columns_only() ->
     assert isinstance(model, RegimeInteractionClassifier)
     columns = [*model.signal_columns, *model.state_columns]
     assert set(columns) <= set(FEATURE_NAMES), sorted(set(columns) - set(FEATURE_NAMES))
-    assert {"vix_level", "mkt_vol_20", "mkt_drawdown_252"} <= set(model.state_columns)
+    assert {"vix_level", "mkt_drawdown_252"} <= set(model.state_columns)
+    assert model.basis == "step"
     with pytest.raises(ZooConfigError, match="models.zoo.regime_aware.kwargs.signal"):
         build_estimator("models.regime_aware", "RegimeInteractionClassifier", {"signal": ["ret_5"]},
                         where="models.zoo.regime_aware")
