@@ -91,7 +91,7 @@ from market.vocabulary import REGIMES, Regime
 from memory.replay import ReplayBuffer
 from models.config import TrainingConfig
 from models.validation import purge_training
-from models.zoo import positive_class_proba
+from models.zoo import StormGate, positive_class_proba
 from monitors.regimes import label_samples
 
 #: The "today" of every run: the training window ends here and the live storm comes after it.
@@ -134,12 +134,19 @@ STEPS: tuple[tuple[str, dict[str, bool]], ...] = (
 LABELER_VARIANT = "hybrid, archive regimed by labeler"
 ENSEMBLE = "served ensemble"
 WINDOW_ENSEMBLE = "window-only ensemble"
+#: The served ensemble's members weighted otherwise (no refit: the same fitted members), measured
+#: against the served one: skill on all validation rows together (before issue 13), and rows with
+#: a VIX above the labeler's crash threshold served with weights of their own (``StormGate``).
+OVERALL_WEIGHTS = "served, skill on all rows"
+STORM_WEIGHTS = "served, storm weights"
 #: What each variant's own contribution is measured against (``diff_step``): the step before it
 #: on the ladder; the labeler-regimed archive against the event-regimed hybrid (issue 13, point 3).
 STEP_BEFORE: dict[str, str] = {
     **{step: before for (before, _), (step, _) in zip(STEPS, STEPS[1:], strict=False)},
     LABELER_VARIANT: STEPS[-1][0],
     ENSEMBLE: WINDOW_ENSEMBLE,
+    OVERALL_WEIGHTS: ENSEMBLE,
+    STORM_WEIGHTS: ENSEMBLE,
 }
 
 
@@ -310,6 +317,19 @@ def score_rows(test: TestSet, proba: np.ndarray, regimes: Mapping[str, np.ndarra
     return out
 
 
+def served_predictions(fitted: list[FittedMember], prepared: PreparedRun, weighting: Mapping[str, Any],
+                       features: pd.DataFrame) -> tuple[np.ndarray, dict[str, Any]]:
+    """The served ensemble of ``fitted`` weighted as ``weighting`` says (``validate``'s keywords):
+    its probabilities on ``features`` and the weights it used, with how many rows it gated."""
+    validation = validate(fitted, prepared, **weighting)
+    served = validation.ensemble
+    return served.predict_proba(features)[:, 1], {
+        "weights": dict(served.weights),
+        "storm_weights": None if served.storm_weights is None else dict(served.storm_weights),
+        "storm_validation_rows": int(served.storm_rows(validation.rows.features).sum()),
+        "storm_test_rows": int(served.storm_rows(features).sum())}
+
+
 def run_seed(
     base: StormwatchConfig,
     seed: int,
@@ -382,6 +402,7 @@ def run_seed(
 
     embargo = config.models.validation.embargo_sessions
     records: list[dict[str, Any]] = []
+    weights: list[dict[str, Any]] = []  # the served ensembles' weights, per test set
     for test in tests:
         at = test.samples.features.index
         regimes = {
@@ -426,11 +447,20 @@ def run_seed(
         for variant, prepared in ((ENSEMBLE, prepared_steps[STEPS[-1][0]]),
                                   (WINDOW_ENSEMBLE, prepared_steps[STEPS[0][0]])):
             fitted = cache.members(zoo, prepared)
-            served = validate(fitted, prepared, **ensemble_weighting(config)).ensemble
-            add(variant, served.predict_proba(features)[:, 1])
+            configured = ensemble_weighting(config)
+            proba, used = served_predictions(fitted, prepared, configured, features)
+            add(variant, proba)
+            weights.append({"test": test.name, "variant": variant, **used})
             if variant == ENSEMBLE:
                 for member in fitted:
                     add(f"member: {member.name}", positive_class_proba(member.model, features))
+                gate = StormGate(above=config.monitors.regimes.vix_crash_above)
+                for other, weighting in ((OVERALL_WEIGHTS, {**configured, "ensemble_skill": "overall",
+                                                            "storm_gate": None}),
+                                         (STORM_WEIGHTS, {**configured, "storm_gate": gate})):
+                    proba, used = served_predictions(fitted, prepared, weighting, features)
+                    add(other, proba)
+                    weights.append({"test": test.name, "variant": other, **used})
         log(f"  seed {seed}: {test.name} done ({time.perf_counter() - started:.0f} s)")
     hybrid = prepared_steps[STEPS[-1][0]].training_set  # of the last test set: sizes for the record
     return {
@@ -445,7 +475,7 @@ def run_seed(
         "archive_rows": len(archived.samples), "replay_rows": 0 if replay is None else len(replay),
         "replay_admission": replay_report, "hybrid_training_rows": len(hybrid.samples),
         "fit_seconds": {k: float(np.mean(v)) for k, v in cache.fit_seconds.items()},
-        "records": records,
+        "records": records, "ensemble_weights": weights,
     }
 
 
@@ -501,7 +531,8 @@ def summarise(seeds: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 
 def variant_order(variants: Iterable[str]) -> list[str]:
-    fixed = ["oracle", *(s for s, _ in STEPS), LABELER_VARIANT, WINDOW_ENSEMBLE, ENSEMBLE]
+    fixed = ["oracle", *(s for s, _ in STEPS), LABELER_VARIANT, WINDOW_ENSEMBLE, ENSEMBLE, OVERALL_WEIGHTS,
+             STORM_WEIGHTS]
     present = list(dict.fromkeys(variants))
     return [v for v in fixed if v in present] + sorted(v for v in present if v not in fixed)
 

@@ -203,7 +203,8 @@ def record_run(loaded: LoadedConfig, run_id: str, prepared: steps.PreparedRun,
                                   seconds=seconds, admit_replay=admit_replay)
     add_asset_metadata(f"stormwatch://model/{prepared.data.source}/ensemble", {
         "run_id": run_id, "members": len(members), "training_set": prepared.training_set.content_hash[:16],
-        "weights": {k: round(v, 4) for k, v in validation.ensemble.weights.items()}})
+        "weights": {k: round(v, 4) for k, v in validation.ensemble.weights.items()},
+        "storm_weights": {k: round(v, 4) for k, v in (validation.ensemble.storm_weights or {}).items()}})
     return replay
 
 
@@ -275,6 +276,8 @@ class RetrainOutcome:
     training_set_hash: str
     fit_seconds: dict[str, float]
     ensemble_weights: dict[str, float]
+    storm_weights: dict[str, float] | None  # rows the storm gate calls a storm; None: no gate
+    storm_gate: str | None  # the gate's rule, e.g. "vix_level > 35"
     archive_version: str
     archive_built: bool
     replay_rows: int
@@ -385,6 +388,8 @@ def retrain(
         accuracy=accuracy, provenance=ts.hybrid.counts, training_rows=len(ts.samples),
         training_set_hash=ts.content_hash, fit_seconds={m.name: m.fit_seconds for m in members},
         ensemble_weights=dict(validation.ensemble.weights),
+        storm_weights=None if (storm := validation.ensemble.storm_weights) is None else dict(storm),
+        storm_gate=steps.storm_rule(validation.ensemble),
         archive_version=prepared.archive_version, archive_built=prepared.archive_built,
         replay_rows=0 if prepared.replay is None else len(prepared.replay), replay_admission=admission,
         gate=gate, explanation=explanation,
@@ -416,7 +421,13 @@ def _report_markdown(outcome: RetrainOutcome, diagnostics: steps.Diagnostics, pa
 def _summary_markdown(run_id: str, prepared: steps.PreparedRun, validation: steps.Validation) -> str:
     ts = prepared.training_set
     replay_rows = 0 if prepared.replay is None else len(prepared.replay)
-    weights = "\n".join(f"| {name} | {weight:.3f} |" for name, weight in validation.ensemble.weights.items())
+    ensemble = validation.ensemble
+    storm = steps.storm_rule(ensemble)
+    storm_weights = ensemble.storm_weights or {}
+    weights = "\n".join(f"| {name} | {weight:.3f} |" + (f" {storm_weights[name]:.3f} |" if storm else "")
+                        for name, weight in ensemble.weights.items())
+    header = (f"| member | ensemble weight | in storms ({storm}) |\n|---|---|---|" if storm
+              else "| member | ensemble weight |\n|---|---|")
     return (
         f"# Retraining run {run_id}\n\n"
         f"- as of **{prepared.data.as_of.date()}**, source `{prepared.data.source}`, "
@@ -424,7 +435,7 @@ def _summary_markdown(run_id: str, prepared: steps.PreparedRun, validation: step
         f"- archive `{prepared.archive_version}`, replay rows {replay_rows}\n"
         f"- training set `{ts.content_hash[:16]}`: {len(ts.samples):,} rows, "
         f"effective {ts.effective_rows:,.0f}\n\n"
-        f"| member | ensemble weight |\n|---|---|\n{weights}\n"
+        f"{header}\n{weights}\n"
     )
 
 

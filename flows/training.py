@@ -58,6 +58,7 @@ from models.weighting import RegimeWeighter
 from models.zoo import (
     TRUSTED_TYPE_PREFIXES,
     SoftVotingEnsemble,
+    StormGate,
     ensemble_weights,
     fit_inputs,
     for_reproducible_prediction,
@@ -432,15 +433,44 @@ class Validation:
 def ensemble_weighting(config: StormwatchConfig) -> dict[str, Any]:
     """The keywords of :func:`validate` that ``models.validation`` configures."""
     settings = config.models.validation
-    return {"ensemble_skill": settings.ensemble_skill, "min_regime_rows": settings.ensemble_min_regime_rows}
+    crash_above = config.monitors.regimes.vix_crash_above
+    gate = StormGate(above=crash_above) if settings.ensemble_storm_weights else None
+    return {"ensemble_skill": settings.ensemble_skill, "min_regime_rows": settings.ensemble_min_regime_rows,
+            "storm_gate": gate, "min_storm_rows": settings.ensemble_min_storm_rows}
+
+
+def storm_rule(ensemble: SoftVotingEnsemble) -> str | None:
+    """The rule under which an ensemble serves its storm weights, for people; None without one."""
+    gate = ensemble.storm_gate if ensemble.storm_weights is not None else None
+    return None if gate is None else f"{gate.column} > {gate.above:g}"
+
+
+def _skill_weights(metrics: Mapping[str, pd.DataFrame], reference: pd.DataFrame, ensemble_skill: str,
+                   min_regime_rows: int) -> dict[str, float]:
+    """Weights from validation skill: averaged over the regime sets with enough rows, or (for
+    ``ensemble_skill="overall"``, or when no set has enough) on all rows together."""
+    per_regime = [r for r in reference.index if r != "overall"]
+    skill = None if ensemble_skill == "overall" else regime_mean_skill(
+        {name: frame.loc[per_regime, "log_loss"].to_dict() for name, frame in metrics.items()},
+        reference.loc[per_regime, "log_loss"].to_dict(), reference.loc[per_regime, "n"].to_dict(),
+        min_rows=min_regime_rows)
+    if skill is None:
+        losses = {name: float(frame.loc["overall", "log_loss"]) for name, frame in metrics.items()}
+        return ensemble_weights(losses, float(reference.loc["overall", "log_loss"]))
+    return weights_from_skill(skill)
 
 
 def validate(members: list[FittedMember], prepared: PreparedRun, *, ensemble_skill: str = "regime_mean",
-             min_regime_rows: int = 200) -> Validation:
+             min_regime_rows: int = 200, storm_gate: StormGate | None = None,
+             min_storm_rows: int = 200) -> Validation:
     """Score every member on the validation sets, weight the ensemble by validation skill (log
     loss against predicting the training base rate: averaged over the regime sets with at least
-    ``min_regime_rows`` rows, or on all rows for ``ensemble_skill="overall"``, as
-    ``models.validation`` configures), and score the ensemble."""
+    ``min_regime_rows`` rows, or on all rows for ``ensemble_skill="overall"``), and score the
+    ensemble; :func:`ensemble_weighting` reads these keywords from ``models.validation``.
+
+    With a ``storm_gate`` and at least ``min_storm_rows`` validation rows it calls a storm, those
+    rows get weights of their own (skill on them alone) and the other weights are chosen on the
+    rest."""
     held = [s for s in prepared.validation.values() if len(s)]
     if not held:
         raise ValueError("every validation set is empty: nothing to validate on")
@@ -449,26 +479,32 @@ def validate(members: list[FittedMember], prepared: PreparedRun, *, ensemble_ski
     regimes = rows.rows["regime"].astype(str).to_numpy()
     train = prepared.training_set
     base_rate = float(np.average(train.samples.target.to_numpy(), weights=train.weights))
+    member_p = {m.name: positive_class_proba(m.model, rows.features) for m in members}
+    metrics = {name: regime_metrics(y, p, regimes) for name, p in member_p.items()}
     reference = regime_metrics(y, np.full(len(y), base_rate), regimes)
-    metrics = {m.name: regime_metrics(y, positive_class_proba(m.model, rows.features), regimes)
-               for m in members}
-    per_regime = [r for r in reference.index if r != "overall"]
-    skill = None if ensemble_skill == "overall" else regime_mean_skill(
-        {name: frame.loc[per_regime, "log_loss"].to_dict() for name, frame in metrics.items()},
-        reference.loc[per_regime, "log_loss"].to_dict(), reference.loc[per_regime, "n"].to_dict(),
-        min_rows=min_regime_rows)
-    overall = float(reference.loc["overall", "log_loss"])
-    if skill is None:
-        losses = {name: float(frame.loc["overall", "log_loss"]) for name, frame in metrics.items()}
-        weights = ensemble_weights(losses, overall)
+    storm = np.zeros(len(y), dtype=bool) if storm_gate is None else storm_gate.mask(rows.features)
+    storm_weights = None
+    if storm_gate is not None and storm.sum() >= min_storm_rows:
+        calm = ~storm
+
+        def on(mask: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+            return regime_metrics(y[mask], p[mask], regimes[mask])
+
+        storm_reference = float(on(storm, np.full(len(y), base_rate)).loc["overall", "log_loss"])
+        storm_weights = ensemble_weights({n: float(on(storm, p).loc["overall", "log_loss"])
+                                          for n, p in member_p.items()}, storm_reference)
+        calm_reference = on(calm, np.full(len(y), base_rate))
+        weights = _skill_weights({n: on(calm, p) for n, p in member_p.items()}, calm_reference,
+                                 ensemble_skill, min_regime_rows)
     else:
-        weights = weights_from_skill(skill)
+        weights = _skill_weights(metrics, reference, ensemble_skill, min_regime_rows)
     ensemble = SoftVotingEnsemble(members={m.name: m.model for m in members}, weights=weights,
-                                  feature_names=train.samples.feature_names)
+                                  feature_names=train.samples.feature_names, storm_weights=storm_weights,
+                                  storm_gate=storm_gate if storm_weights is not None else None)
     proba = ensemble.predict_proba(rows.features)[:, 1]
     metrics["ensemble"] = regime_metrics(y, proba, regimes)
     return Validation(rows=rows, metrics=metrics, ensemble=ensemble, ensemble_proba=proba,
-                      reference_log_loss=overall)
+                      reference_log_loss=float(reference.loc["overall", "log_loss"]))
 
 
 def accuracy_table(metrics: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -550,6 +586,9 @@ def record_success(
     try:
         details = json.loads(runs.get(run_id).details or "{}")
         details["member_rows"] = {m.name: m.rows for m in members}  # which members were subsampled, how
+        storm, storm_weights = storm_rule(validation.ensemble), validation.ensemble.storm_weights
+        if storm is not None:  # the weights that rows in storms are served with
+            details["storm_weights"] = {"rule": storm, "weights": dict(storm_weights or {})}
         runs.succeed(run_id, files, validation.metrics, seconds=seconds, peak_memory_mb=peak_memory_mb(),
                      details=json.dumps(details, default=str))
     finally:

@@ -59,6 +59,13 @@ class ValidationConfig(_Section):
     ensemble_skill: Literal["regime_mean", "overall"] = "regime_mean"
     #: Regime sets with fewer rows are left out of ``regime_mean``: their skill is noise.
     ensemble_min_regime_rows: int = Field(200, ge=1)
+    #: Serve storm rows (VIX above the labeler's crash threshold, ``monitors.regimes.vix_crash_above``)
+    #: with their own weights, chosen on the validation rows of storms (``models.zoo.StormGate``).
+    #: Off until measured: a retrain's storm validation rows are a handful of sessions, and on one
+    #: benchmark seed the weights they chose helped in one held-out storm and hurt in two.
+    ensemble_storm_weights: bool = False
+    #: Fewer validation rows in storms than this: no storm weights (one set of weights serves all).
+    ensemble_min_storm_rows: int = Field(200, ge=1)
 
 
 class GateConfig(_Section):

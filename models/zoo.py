@@ -498,6 +498,31 @@ def regime_mean_skill(
 
 
 @dataclass(frozen=True)
+class StormGate:
+    """Which rows the ensemble serves with its storm weights: those whose ``column`` (the VIX
+    level, with the labeler's own fallback where the VIX is missing) is above ``above`` (the
+    labeler's crash threshold). A row-wise rule on a causal feature, so the served model needs
+    nothing but the features it was trained on; a missing value is not a storm."""
+
+    column: str = "vix_level"
+    above: float = 35.0
+
+    def mask(self, X: pd.DataFrame) -> np.ndarray:
+        if self.column not in X.columns:
+            raise KeyError(f"the storm gate reads the feature {self.column!r}, which the frame lacks")
+        values = pd.to_numeric(X[self.column], errors="coerce").to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            return np.nan_to_num(values, nan=-np.inf) > self.above
+
+
+def _check_weights(members: Mapping[str, Any], weights: Mapping[str, float], what: str) -> None:
+    if set(members) != set(weights):
+        raise ValueError(f"every member needs a{what} weight and every{what} weight a member")
+    if not np.isclose(sum(weights.values()), 1.0):
+        raise ValueError(f"ensemble{what} weights must sum to 1, got {sum(weights.values())}")
+
+
+@dataclass(frozen=True)
 class SoftVotingEnsemble:
     """The served model: a weighted average of fitted members' probabilities.
 
@@ -505,17 +530,26 @@ class SoftVotingEnsemble:
     ``VotingClassifier`` would, would double the retraining time and detach the weights from the
     validation that chose them). Members with zero weight are kept, so that their own
     predictions stay available for reports, but do not vote.
+
+    With ``storm_weights`` and a ``storm_gate``, rows the gate calls a storm are served with
+    their own weights, chosen on the validation rows of storms: a member that is right in
+    storms (the regime-aware one) then decides there, and the trees that are at chance in
+    storms but best in calm markets decide in calm markets. One average over both would let
+    the calm winners dilute the storm winner exactly where the mission needs it.
     """
 
     members: Mapping[str, Any]
     weights: Mapping[str, float]
     feature_names: tuple[str, ...]
+    storm_weights: Mapping[str, float] | None = None
+    storm_gate: StormGate | None = None
 
     def __post_init__(self) -> None:
-        if set(self.members) != set(self.weights):
-            raise ValueError("every member needs a weight and every weight a member")
-        if not np.isclose(sum(self.weights.values()), 1.0):
-            raise ValueError(f"ensemble weights must sum to 1, got {sum(self.weights.values())}")
+        _check_weights(self.members, self.weights, "")
+        if (self.storm_weights is None) != (self.storm_gate is None):
+            raise ValueError("storm weights and a storm gate go together: give both or neither")
+        if self.storm_weights is not None:
+            _check_weights(self.members, self.storm_weights, " storm")
 
     @property
     def classes_(self) -> np.ndarray:
@@ -533,12 +567,20 @@ class SoftVotingEnsemble:
         frame = self._features(X)
         return {name: positive_class_proba(model, frame) for name, model in self.members.items()}
 
+    def storm_rows(self, X: pd.DataFrame) -> np.ndarray:
+        """Where the storm weights serve (all False without a gate)."""
+        storm_gate = getattr(self, "storm_gate", None)  # None on ensembles saved before the gate
+        return np.zeros(len(X), dtype=bool) if storm_gate is None else storm_gate.mask(X)
+
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         frame = self._features(X)
+        storm = self.storm_rows(X)
+        storm_weights = getattr(self, "storm_weights", None) or {}
         p = np.zeros(len(frame))
         for name, model in self.members.items():
-            if self.weights[name] > 0:
-                p += self.weights[name] * positive_class_proba(model, frame)
+            calm_w, storm_w = self.weights[name], storm_weights.get(name, 0.0)
+            if calm_w > 0 or (storm_w > 0 and storm.any()):
+                p += np.where(storm, storm_w, calm_w) * positive_class_proba(model, frame)
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -547,7 +589,7 @@ class SoftVotingEnsemble:
 
 __all__: Sequence[str] = (
     "ALLOWED_CLASSES", "TRUSTED_TYPE_PREFIXES", "NystroemSVC", "ScaledClassifier", "SoftVotingEnsemble",
-    "ZooConfigError",
+    "StormGate", "ZooConfigError",
     "build_estimator", "ensemble_weights", "for_reproducible_prediction", "positive_class_proba",
     "regime_mean_skill", "weights_from_skill",
 )

@@ -113,6 +113,9 @@ def retrain(
     weights = ", ".join(f"{name} {w:.2f}" for name, w in outcome.ensemble_weights.items() if w > 0)
     console.print(f"training set {outcome.training_set_hash[:12]}: {outcome.training_rows:,} rows "
                   f"({outcome.replay_rows:,} replayed); ensemble weights: {weights or 'equal'}")
+    if outcome.storm_weights is not None:
+        storm = ", ".join(f"{name} {w:.2f}" for name, w in outcome.storm_weights.items() if w > 0)
+        console.print(f"in storms ({outcome.storm_gate}): {storm or 'equal'}")
     console.print(f"fit: {fits}")
     subsampled = {name: rows for name, rows in outcome.member_rows.items() if rows.get("subsampled")}
     if subsampled:

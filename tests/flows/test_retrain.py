@@ -28,7 +28,8 @@ from tests.conftest import DEFAULT_CONFIG
 AS_OF = date(2026, 6, 1)
 
 
-def small_config(path: Path, *, per_sector: int = 1, zoo_overrides: dict | None = None) -> Path:
+def small_config(path: Path, *, per_sector: int = 1, zoo_overrides: dict | None = None,
+                 validation: dict | None = None) -> Path:
     """The default configuration with ``per_sector`` symbols of each sector and small members.
 
     The first-model floors are lowered for crash: 30-tree members on 11 symbols are weaker in a
@@ -49,6 +50,7 @@ def small_config(path: Path, *, per_sector: int = 1, zoo_overrides: dict | None 
         if "n_components" in spec["kwargs"]:
             spec["kwargs"]["n_components"] = 50
     raw["models"]["gate"]["floor_crash_accuracy"] = 0.40
+    raw["models"]["validation"].update(validation or {})
     for name, kwargs in (zoo_overrides or {}).items():
         raw["models"]["zoo"][name]["kwargs"].update(kwargs)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -262,6 +264,56 @@ def test_labels_shuffled_in_time_score_at_chance_through_the_whole_pipeline(tmp_
     score = balanced_accuracy_score(result.rows.target, (result.ensemble_proba > 0.5).astype(int))
     assert len(result.rows) > 3000
     assert abs(score - 0.5) <= 0.02, score
+
+
+def test_the_served_ensemble_weighs_storms_apart_and_averages_skill_over_the_regime_sets(tmp_path: Path) -> None:
+    """``models.validation`` reaches the weights. Rows with a VIX above the labeler's crash
+    threshold are served with weights of their own: each member's log loss below the training
+    base rate's on the storm validation rows. The other rows' weights are the same skill per
+    regime set of the calm rows, averaged over the sets with enough rows (``regime_mean``), or
+    on all rows together (``overall``, no storm weights)."""
+    from flows.training import ensemble_weighting, fit_member, validate
+    from models.zoo import StormGate, ensemble_weights, positive_class_proba, weights_from_skill
+
+    loaded, _, _, prepared = _prepared(small_config(tmp_path / "c.yaml"))
+    zoo = loaded.config.models.zoo
+    members = [fit_member(name, zoo[name], prepared.training_set) for name in ("lightgbm", "regime_aware")]
+    configured = ensemble_weighting(loaded.config)
+    assert configured == {"ensemble_skill": "regime_mean", "min_regime_rows": 200, "storm_gate": None,
+                          "min_storm_rows": 200}
+    on = load_config(small_config(tmp_path / "on.yaml", validation={"ensemble_storm_weights": True})).config
+    assert ensemble_weighting(on)["storm_gate"] == StormGate("vix_level", 35.0)
+    served = validate(members, prepared, **ensemble_weighting(on))
+    assert validate(members, prepared, **configured).ensemble.storm_weights is None
+    overall = validate(members, prepared, ensemble_skill="overall")
+
+    rows = served.rows
+    y = rows.target.to_numpy()
+    train = prepared.training_set
+    base_rate = np.average(train.samples.target.to_numpy(), weights=train.weights)
+    storm = (rows.features["vix_level"] > 35.0).to_numpy()
+    regimes = rows.rows["regime"].astype(str).to_numpy()
+    p = {m.name: positive_class_proba(m.model, rows.features) for m in members}
+
+    def loss(mask: np.ndarray, q: np.ndarray | None = None) -> float:
+        q = np.full(mask.sum(), base_rate) if q is None else q[mask]
+        return float(-np.mean(np.where(y[mask] == 1, np.log(q), np.log(1 - q))))
+
+    assert storm.sum() >= 200 and (~storm).sum() > storm.sum()
+    assert dict(served.ensemble.storm_weights) == pytest.approx(
+        ensemble_weights({n: loss(storm, q) for n, q in p.items()}, loss(storm)), abs=1e-9)
+    counted = [r for r in np.unique(regimes[~storm]) if (~storm & (regimes == r)).sum() >= 200]
+    assert len(counted) >= 2
+    skill = {n: np.mean([loss(~storm & (regimes == r)) - loss(~storm & (regimes == r), q) for r in counted])
+             for n, q in p.items()}
+    assert dict(served.ensemble.weights) == pytest.approx(weights_from_skill(skill), abs=1e-9)
+    mixed = sum(np.where(storm, served.ensemble.storm_weights[n], served.ensemble.weights[n]) * q for n, q in p.items())
+    np.testing.assert_allclose(served.ensemble_proba, mixed, atol=1e-12)
+
+    assert overall.ensemble.storm_weights is None
+    assert dict(overall.ensemble.weights) == pytest.approx(
+        ensemble_weights({n: loss(np.ones(len(y), bool), q) for n, q in p.items()}, loss(np.ones(len(y), bool))),
+        abs=1e-9)
 
 
 def test_bars_after_the_as_of_session_change_nothing_at_or_before_it(tmp_path: Path) -> None:

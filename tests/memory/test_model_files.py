@@ -26,7 +26,13 @@ from memory.runs import (
     save_model,
     sha256_of,
 )
-from models.zoo import TRUSTED_TYPE_PREFIXES, SoftVotingEnsemble, build_estimator, for_reproducible_prediction
+from models.zoo import (
+    TRUSTED_TYPE_PREFIXES,
+    SoftVotingEnsemble,
+    StormGate,
+    build_estimator,
+    for_reproducible_prediction,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +51,9 @@ def ensemble() -> tuple[SoftVotingEnsemble, pd.DataFrame]:
         member = build_estimator(module, cls, kwargs, preprocess=preprocess)
         members[name] = for_reproducible_prediction(member.fit(X, y, sample_weight=np.ones(len(X))))
     weights = {"random_forest": 0.1, "xgboost": 0.4, "lightgbm": 0.3, "logistic_regression": 0.2}
-    return SoftVotingEnsemble(members=members, weights=weights, feature_names=tuple(X.columns)), X
+    storm = {"random_forest": 0.0, "xgboost": 0.0, "lightgbm": 0.0, "logistic_regression": 1.0}
+    return SoftVotingEnsemble(members=members, weights=weights, feature_names=tuple(X.columns),
+                              storm_weights=storm, storm_gate=StormGate(column="f1", above=0.5)), X
 
 
 def test_the_ensemble_reads_back_predicting_the_same_bits(ensemble, tmp_path: Path) -> None:
@@ -56,6 +64,8 @@ def test_the_ensemble_reads_back_predicting_the_same_bits(ensemble, tmp_path: Pa
     again = load_model(path, digest, TRUSTED_TYPE_PREFIXES)
     np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
     assert again.weights == model.weights and again.feature_names == model.feature_names
+    assert again.storm_weights == model.storm_weights and again.storm_gate == model.storm_gate
+    assert again.storm_rows(X).sum() == (X["f1"] > 0.5).sum() > 0  # the gate came back and still gates
 
 
 def test_the_archive_holds_no_pickle_and_keeps_the_boosters_in_their_own_formats(ensemble, tmp_path) -> None:

@@ -10,7 +10,16 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from flows.config import ConfigError, parse_config
 from models.config import ModelsConfig
-from models.zoo import SoftVotingEnsemble, ZooConfigError, build_estimator, ensemble_weights, fit_inputs
+from models.zoo import (
+    SoftVotingEnsemble,
+    StormGate,
+    ZooConfigError,
+    build_estimator,
+    ensemble_weights,
+    fit_inputs,
+    regime_mean_skill,
+    weights_from_skill,
+)
 from tests.conftest import DEFAULT_CONFIG
 
 
@@ -132,6 +141,19 @@ def test_ensemble_weights_follow_validation_skill() -> None:
     assert ensemble_weights({"a": 0.70, "b": 0.71}, 0.693) == {"a": 0.5, "b": 0.5}
 
 
+def test_regime_mean_skill_counts_a_storm_set_like_a_calm_one_and_leaves_small_sets_out() -> None:
+    losses = {"trees": {"normal": 0.680, "crash": 0.700, "recovery": 0.60},
+              "linear": {"normal": 0.688, "crash": 0.680, "recovery": 0.80}}
+    reference = {"normal": 0.690, "crash": 0.693, "recovery": 0.693}
+    rows = {"normal": 5000, "crash": 400, "recovery": 50}  # recovery: too few rows to count
+    skill = regime_mean_skill(losses, reference, rows, min_rows=200)
+    assert skill == pytest.approx({"trees": (0.010 - 0.007) / 2, "linear": (0.002 + 0.013) / 2})
+    assert weights_from_skill(skill) == pytest.approx({"trees": 0.0015 / 0.009, "linear": 0.0075 / 0.009})
+    # on all rows together the normal set decides: the storm-only member would get nothing
+    assert ensemble_weights({"trees": 0.681, "linear": 0.6885}, 0.690)["trees"] > 0.8
+    assert regime_mean_skill(losses, reference, rows, min_rows=10_000) is None
+
+
 def test_ensemble_soft_votes_and_refuses_missing_features(data) -> None:
     X, y = data
     zoo = ModelsConfig().zoo
@@ -144,6 +166,31 @@ def test_ensemble_soft_votes_and_refuses_missing_features(data) -> None:
         ensemble.predict_proba(X.drop(columns="f3"))
     with pytest.raises(ValueError, match="sum to 1"):
         SoftVotingEnsemble(members, {"logistic_regression": 0.5, "lightgbm": 0.75}, tuple(X.columns))
+
+
+def test_storm_rows_are_served_with_the_storm_weights(data) -> None:
+    X, y = data
+    zoo = ModelsConfig().zoo
+    members = {n: small(zoo[n]).build().fit(X, y) for n in ("logistic_regression", "lightgbm")}  # type: ignore[index]
+    p = {n: m.predict_proba(X)[:, 1] for n, m in members.items()}
+    gate = StormGate(column="f1", above=0.5)
+    ensemble = SoftVotingEnsemble(members, {"logistic_regression": 0.25, "lightgbm": 0.75}, tuple(X.columns),
+                                  storm_weights={"logistic_regression": 1.0, "lightgbm": 0.0}, storm_gate=gate)
+    storm = (X["f1"] > 0.5).to_numpy()
+    assert 0 < storm.sum() < len(X)
+    expected = np.where(storm, p["logistic_regression"], 0.25 * p["logistic_regression"] + 0.75 * p["lightgbm"])
+    np.testing.assert_allclose(ensemble.predict_proba(X)[:, 1], expected)
+    holed = X.copy()
+    holed["f1"] = np.nan  # no VIX, no storm: the calm weights serve
+    np.testing.assert_array_equal(ensemble.storm_rows(holed), np.zeros(len(X), dtype=bool))
+    with pytest.raises(KeyError, match="storm gate reads the feature 'vix_level'"):
+        StormGate().mask(X)
+    with pytest.raises(ValueError, match="give both or neither"):
+        SoftVotingEnsemble(members, {"logistic_regression": 0.25, "lightgbm": 0.75}, tuple(X.columns),
+                           storm_weights={"logistic_regression": 1.0, "lightgbm": 0.0})
+    with pytest.raises(ValueError, match="storm weights must sum to 1"):
+        SoftVotingEnsemble(members, {"logistic_regression": 0.25, "lightgbm": 0.75}, tuple(X.columns),
+                           storm_weights={"logistic_regression": 1.0, "lightgbm": 0.5}, storm_gate=gate)
 
 
 def _our_estimators():
