@@ -632,6 +632,33 @@ def summary_table(table: pd.DataFrame, source: str = "labeler") -> str:
     return "\n".join(lines)
 
 
+def weighting_table(table: pd.DataFrame, source: str = "labeler") -> str:
+    """How the served ensemble's weighting does in storms: per test set, in crash and recovery
+    (enough rows), the served ensemble (the configured weights), the same members weighted by
+    skill on all validation rows and with storm weights (each against the served one [95%]),
+    and the regime-aware member alone; edge shares in brackets."""
+    part = table.loc[(table["regime_source"] == source) & (table["rows"] >= MIN_ROWS)
+                     & table["regime"].isin(["crash", "recovery"])]
+    member = f"member: {ABLATION_MEMBER}"
+    lines = [f"| test set | regime | oracle | served ensemble | {OVERALL_WEIGHTS} [95%] | {STORM_WEIGHTS} [95%] | "
+             f"{member} |", "|---|---|---|---|---|---|---|"]
+    for (test, regime), rows in part.groupby(["test", "regime"], sort=False):
+        rows = rows.set_index("variant")
+        if ENSEMBLE not in rows.index:
+            continue
+
+        def cell(variant: str, rows: pd.DataFrame = rows) -> str:
+            if variant not in rows.index:
+                return ""
+            row = rows.loc[variant]
+            diff = f" {_interval(row, 'diff_step')}" if variant in (OVERALL_WEIGHTS, STORM_WEIGHTS) else ""
+            return f"{row['accuracy']:.3f} ({row['edge_share']:.0%}){diff}"
+
+        lines.append(f"| {test} | {regime} | {rows.loc['oracle', 'accuracy']:.3f} | {cell(ENSEMBLE)} | "
+                     f"{cell(OVERALL_WEIGHTS)} | {cell(STORM_WEIGHTS)} | {cell(member)} |")
+    return "\n".join(lines)
+
+
 def plot_edge(table: pd.DataFrame, path: Path, source: str = "labeler") -> Path:
     from market.figures import new_figure, save_png
 
@@ -752,6 +779,8 @@ def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "") -> list[s
             print(markdown_table(table, test, source))
     print(f"\nSummary ({seeds} seed(s), causal labeler's regimes):")
     print(summary_table(table))
+    print("\nThe served ensemble's weights in storms (accuracy, edge share; Δ to the served ensemble [95%]):")
+    print(weighting_table(table))
     missed, short = judge(table)
     fit = pd.DataFrame([r["fit_seconds"] for r in runs]).mean().sort_values(ascending=False)
     print(f"\nmember fit times (mean, s, hybrid sets of ~{np.mean([r['hybrid_training_rows'] for r in runs]):,.0f} "
@@ -781,6 +810,8 @@ def resummarise(path: Path) -> list[str]:
         print(markdown_table(table, test))
     print(f"\nSummary ({payload['label']}, causal labeler's regimes):")
     print(summary_table(table))
+    print("\nThe served ensemble's weights in storms (accuracy, edge share; Δ to the served ensemble [95%]):")
+    print(weighting_table(table))
     print("\nshort of the 80% goal: " + ("none" if not short else "\n  " + "\n  ".join(short)))
     print("claims: " + ("every acceptance claim of issue 13 holds" if not missed
                         else "NOT MET:\n  " + "\n  ".join(missed)))
