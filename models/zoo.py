@@ -532,10 +532,11 @@ class SoftVotingEnsemble:
     predictions stay available for reports, but do not vote.
 
     With ``storm_weights`` and a ``storm_gate``, rows the gate calls a storm are served with
-    their own weights, chosen on the validation rows of storms: a member that is right in
-    storms (the regime-aware one) then decides there, and the trees that are at chance in
-    storms but best in calm markets decide in calm markets. One average over both would let
-    the calm winners dilute the storm winner exactly where the mission needs it.
+    their own weights, chosen on the validation rows of storms, so that members that are best in
+    calm markets need not outvote the one that is right in storms. How well that works depends on
+    how many storm sessions validation has (a retrain's are a handful), which is why
+    ``models.validation.ensemble_storm_weights`` is off by default and the quality benchmark
+    measures it as a variant.
     """
 
     members: Mapping[str, Any]
@@ -569,13 +570,12 @@ class SoftVotingEnsemble:
 
     def storm_rows(self, X: pd.DataFrame) -> np.ndarray:
         """Where the storm weights serve (all False without a gate)."""
-        storm_gate = getattr(self, "storm_gate", None)  # None on ensembles saved before the gate
-        return np.zeros(len(X), dtype=bool) if storm_gate is None else storm_gate.mask(X)
+        return np.zeros(len(X), dtype=bool) if self.storm_gate is None else self.storm_gate.mask(X)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         frame = self._features(X)
         storm = self.storm_rows(X)
-        storm_weights = getattr(self, "storm_weights", None) or {}
+        storm_weights = self.storm_weights or {}
         p = np.zeros(len(frame))
         for name, model in self.members.items():
             calm_w, storm_w = self.weights[name], storm_weights.get(name, 0.0)
