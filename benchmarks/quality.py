@@ -91,7 +91,7 @@ from market.vocabulary import REGIMES, Regime
 from memory.replay import ReplayBuffer
 from models.config import TrainingConfig
 from models.validation import purge_training
-from models.zoo import StormGate, positive_class_proba
+from models.zoo import SoftVotingEnsemble, StormGate, positive_class_proba
 from monitors.regimes import label_samples
 
 #: The "today" of every run: the training window ends here and the live storm comes after it.
@@ -135,18 +135,21 @@ LABELER_VARIANT = "hybrid, archive regimed by labeler"
 ENSEMBLE = "served ensemble"
 WINDOW_ENSEMBLE = "window-only ensemble"
 #: The served ensemble's members weighted otherwise (no refit: the same fitted members), measured
-#: against the served one: skill on all validation rows together (before issue 13), and rows with
-#: a VIX above the labeler's crash threshold served with weights of their own (``StormGate``).
+#: against the served one: skill on all validation rows together (before issue 13), rows with a
+#: VIX above the labeler's crash threshold served with weights of their own (``StormGate``),
+#: skill in accuracy instead of log loss, and every member alike.
 OVERALL_WEIGHTS = "served, skill on all rows"
 STORM_WEIGHTS = "served, storm weights"
+ACCURACY_WEIGHTS = "served, accuracy skill"
+EQUAL_WEIGHTS = "served, equal weights"
+WEIGHTINGS = (OVERALL_WEIGHTS, STORM_WEIGHTS, ACCURACY_WEIGHTS, EQUAL_WEIGHTS)
 #: What each variant's own contribution is measured against (``diff_step``): the step before it
 #: on the ladder; the labeler-regimed archive against the event-regimed hybrid (issue 13, point 3).
 STEP_BEFORE: dict[str, str] = {
     **{step: before for (before, _), (step, _) in zip(STEPS, STEPS[1:], strict=False)},
     LABELER_VARIANT: STEPS[-1][0],
     ENSEMBLE: WINDOW_ENSEMBLE,
-    OVERALL_WEIGHTS: ENSEMBLE,
-    STORM_WEIGHTS: ENSEMBLE,
+    **dict.fromkeys(WEIGHTINGS, ENSEMBLE),
 }
 
 
@@ -317,12 +320,16 @@ def score_rows(test: TestSet, proba: np.ndarray, regimes: Mapping[str, np.ndarra
     return out
 
 
-def served_predictions(fitted: list[FittedMember], prepared: PreparedRun, weighting: Mapping[str, Any],
+def served_predictions(fitted: list[FittedMember], prepared: PreparedRun, weighting: Mapping[str, Any] | None,
                        features: pd.DataFrame) -> tuple[np.ndarray, dict[str, Any]]:
-    """The served ensemble of ``fitted`` weighted as ``weighting`` says (``validate``'s keywords):
-    its probabilities on ``features`` and the weights it used, with how many rows it gated."""
-    validation = validate(fitted, prepared, **weighting)
+    """The served ensemble of ``fitted`` weighted as ``weighting`` says (``validate``'s keywords;
+    ``None``: every member alike): its probabilities on ``features`` and the weights it used,
+    with how many rows it gated."""
+    validation = validate(fitted, prepared, **(weighting or {}))
     served = validation.ensemble
+    if weighting is None:
+        served = SoftVotingEnsemble(members=served.members, weights=dict.fromkeys(served.members, 1 / len(fitted)),
+                                    feature_names=served.feature_names)
     return served.predict_proba(features)[:, 1], {
         "weights": dict(served.weights),
         "storm_weights": None if served.storm_weights is None else dict(served.storm_weights),
@@ -457,7 +464,9 @@ def run_seed(
                 gate = StormGate(above=config.monitors.regimes.vix_crash_above)
                 for other, weighting in ((OVERALL_WEIGHTS, {**configured, "ensemble_skill": "overall",
                                                             "storm_gate": None}),
-                                         (STORM_WEIGHTS, {**configured, "storm_gate": gate})):
+                                         (STORM_WEIGHTS, {**configured, "storm_gate": gate}),
+                                         (ACCURACY_WEIGHTS, {**configured, "skill_metric": "accuracy"}),
+                                         (EQUAL_WEIGHTS, None)):
                     proba, used = served_predictions(fitted, prepared, weighting, features)
                     add(other, proba)
                     weights.append({"test": test.name, "variant": other, **used})
@@ -531,8 +540,7 @@ def summarise(seeds: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 
 def variant_order(variants: Iterable[str]) -> list[str]:
-    fixed = ["oracle", *(s for s, _ in STEPS), LABELER_VARIANT, WINDOW_ENSEMBLE, ENSEMBLE, OVERALL_WEIGHTS,
-             STORM_WEIGHTS]
+    fixed = ["oracle", *(s for s, _ in STEPS), LABELER_VARIANT, WINDOW_ENSEMBLE, ENSEMBLE, *WEIGHTINGS]
     present = list(dict.fromkeys(variants))
     return [v for v in fixed if v in present] + sorted(v for v in present if v not in fixed)
 
@@ -634,14 +642,14 @@ def summary_table(table: pd.DataFrame, source: str = "labeler") -> str:
 
 def weighting_table(table: pd.DataFrame, source: str = "labeler") -> str:
     """How the served ensemble's weighting does in storms: per test set, in crash and recovery
-    (enough rows), the served ensemble (the configured weights), the same members weighted by
-    skill on all validation rows and with storm weights (each against the served one [95%]),
-    and the regime-aware member alone; edge shares in brackets."""
+    (enough rows), the served ensemble (the configured weights), the same members weighted
+    otherwise (:data:`WEIGHTINGS`, each against the served one [95%]), and the regime-aware
+    member alone; edge shares in brackets."""
     part = table.loc[(table["regime_source"] == source) & (table["rows"] >= MIN_ROWS)
                      & table["regime"].isin(["crash", "recovery"])]
     member = f"member: {ABLATION_MEMBER}"
-    lines = [f"| test set | regime | oracle | served ensemble | {OVERALL_WEIGHTS} [95%] | {STORM_WEIGHTS} [95%] | "
-             f"{member} |", "|---|---|---|---|---|---|---|"]
+    lines = [f"| test set | regime | oracle | served ensemble | {' | '.join(f'{w} [95%]' for w in WEIGHTINGS)} | "
+             f"{member} |", "|---|---|---|---|" + "---|" * len(WEIGHTINGS) + "---|"]
     for (test, regime), rows in part.groupby(["test", "regime"], sort=False):
         rows = rows.set_index("variant")
         if ENSEMBLE not in rows.index:
@@ -651,11 +659,11 @@ def weighting_table(table: pd.DataFrame, source: str = "labeler") -> str:
             if variant not in rows.index:
                 return ""
             row = rows.loc[variant]
-            diff = f" {_interval(row, 'diff_step')}" if variant in (OVERALL_WEIGHTS, STORM_WEIGHTS) else ""
+            diff = f" {_interval(row, 'diff_step')}" if variant in WEIGHTINGS else ""
             return f"{row['accuracy']:.3f} ({row['edge_share']:.0%}){diff}"
 
         lines.append(f"| {test} | {regime} | {rows.loc['oracle', 'accuracy']:.3f} | {cell(ENSEMBLE)} | "
-                     f"{cell(OVERALL_WEIGHTS)} | {cell(STORM_WEIGHTS)} | {cell(member)} |")
+                     f"{' | '.join(cell(w) for w in WEIGHTINGS)} | {cell(member)} |")
     return "\n".join(lines)
 
 

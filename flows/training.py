@@ -436,7 +436,8 @@ def ensemble_weighting(config: StormwatchConfig) -> dict[str, Any]:
     crash_above = config.monitors.regimes.vix_crash_above
     gate = StormGate(above=crash_above) if settings.ensemble_storm_weights else None
     return {"ensemble_skill": settings.ensemble_skill, "min_regime_rows": settings.ensemble_min_regime_rows,
-            "storm_gate": gate, "min_storm_rows": settings.ensemble_min_storm_rows}
+            "skill_metric": settings.ensemble_skill_metric, "storm_gate": gate,
+            "min_storm_rows": settings.ensemble_min_storm_rows}
 
 
 def storm_rule(ensemble: SoftVotingEnsemble) -> str | None:
@@ -445,27 +446,35 @@ def storm_rule(ensemble: SoftVotingEnsemble) -> str | None:
     return None if gate is None else f"{gate.column} > {gate.above:g}"
 
 
+def _loss(frame: pd.DataFrame, metric: str) -> pd.Series:
+    """The ``metric`` column of a ``regime_metrics`` table as a loss (lower is better)."""
+    return frame["log_loss"] if metric == "log_loss" else 1.0 - frame["accuracy"]
+
+
 def _skill_weights(metrics: Mapping[str, pd.DataFrame], reference: pd.DataFrame, ensemble_skill: str,
-                   min_regime_rows: int) -> dict[str, float]:
-    """Weights from validation skill: averaged over the regime sets with enough rows, or (for
-    ``ensemble_skill="overall"``, or when no set has enough) on all rows together."""
+                   min_regime_rows: int, metric: str) -> dict[str, float]:
+    """Weights from validation skill in ``metric``: averaged over the regime sets with enough
+    rows, or (for ``ensemble_skill="overall"``, or when no set has enough) on all rows together."""
     per_regime = [r for r in reference.index if r != "overall"]
+    losses = {name: _loss(frame, metric) for name, frame in metrics.items()}
+    reference_loss = _loss(reference, metric)
     skill = None if ensemble_skill == "overall" else regime_mean_skill(
-        {name: frame.loc[per_regime, "log_loss"].to_dict() for name, frame in metrics.items()},
-        reference.loc[per_regime, "log_loss"].to_dict(), reference.loc[per_regime, "n"].to_dict(),
+        {name: loss[per_regime].to_dict() for name, loss in losses.items()},
+        reference_loss[per_regime].to_dict(), reference.loc[per_regime, "n"].to_dict(),
         min_rows=min_regime_rows)
     if skill is None:
-        losses = {name: float(frame.loc["overall", "log_loss"]) for name, frame in metrics.items()}
-        return ensemble_weights(losses, float(reference.loc["overall", "log_loss"]))
+        return ensemble_weights({name: float(loss["overall"]) for name, loss in losses.items()},
+                                float(reference_loss["overall"]))
     return weights_from_skill(skill)
 
 
 def validate(members: list[FittedMember], prepared: PreparedRun, *, ensemble_skill: str = "regime_mean",
-             min_regime_rows: int = 200, storm_gate: StormGate | None = None,
+             min_regime_rows: int = 200, skill_metric: str = "log_loss", storm_gate: StormGate | None = None,
              min_storm_rows: int = 200) -> Validation:
     """Score every member on the validation sets, weight the ensemble by validation skill (log
     loss against predicting the training base rate: averaged over the regime sets with at least
-    ``min_regime_rows`` rows, or on all rows for ``ensemble_skill="overall"``), and score the
+    ``min_regime_rows`` rows, or on all rows for ``ensemble_skill="overall"``; or accuracy above
+    the base rate's constant prediction, for ``skill_metric="accuracy"``), and score the
     ensemble; :func:`ensemble_weighting` reads these keywords from ``models.validation``.
 
     With a ``storm_gate`` and at least ``min_storm_rows`` validation rows it calls a storm, those
@@ -490,14 +499,13 @@ def validate(members: list[FittedMember], prepared: PreparedRun, *, ensemble_ski
         def on(mask: np.ndarray, p: np.ndarray) -> pd.DataFrame:
             return regime_metrics(y[mask], p[mask], regimes[mask])
 
-        storm_reference = float(on(storm, np.full(len(y), base_rate)).loc["overall", "log_loss"])
-        storm_weights = ensemble_weights({n: float(on(storm, p).loc["overall", "log_loss"])
-                                          for n, p in member_p.items()}, storm_reference)
-        calm_reference = on(calm, np.full(len(y), base_rate))
-        weights = _skill_weights({n: on(calm, p) for n, p in member_p.items()}, calm_reference,
-                                 ensemble_skill, min_regime_rows)
+        constant = np.full(len(y), base_rate)
+        storm_weights = _skill_weights({n: on(storm, p) for n, p in member_p.items()}, on(storm, constant),
+                                       "overall", 1, skill_metric)
+        weights = _skill_weights({n: on(calm, p) for n, p in member_p.items()}, on(calm, constant),
+                                 ensemble_skill, min_regime_rows, skill_metric)
     else:
-        weights = _skill_weights(metrics, reference, ensemble_skill, min_regime_rows)
+        weights = _skill_weights(metrics, reference, ensemble_skill, min_regime_rows, skill_metric)
     ensemble = SoftVotingEnsemble(members={m.name: m.model for m in members}, weights=weights,
                                   feature_names=train.samples.feature_names, storm_weights=storm_weights,
                                   storm_gate=storm_gate if storm_weights is not None else None)

@@ -59,6 +59,10 @@ class ValidationConfig(_Section):
     ensemble_skill: Literal["regime_mean", "overall"] = "regime_mean"
     #: Regime sets with fewer rows are left out of ``regime_mean``: their skill is noise.
     ensemble_min_regime_rows: int = Field(200, ge=1)
+    #: What skill is measured in: ``log_loss`` (below the training base rate's) rewards
+    #: calibrated probabilities, ``accuracy`` (above the base rate's constant prediction) the
+    #: direction the served model is scored on.
+    ensemble_skill_metric: Literal["log_loss", "accuracy"] = "log_loss"
     #: Serve storm rows (VIX above the labeler's crash threshold, ``monitors.regimes.vix_crash_above``)
     #: with their own weights, chosen on the validation rows of storms (``models.zoo.StormGate``).
     #: Off until measured: a retrain's storm validation rows are a handful of sessions, and on one

@@ -271,7 +271,8 @@ def test_the_served_ensemble_weighs_storms_apart_and_averages_skill_over_the_reg
     threshold are served with weights of their own: each member's log loss below the training
     base rate's on the storm validation rows. The other rows' weights are the same skill per
     regime set of the calm rows, averaged over the sets with enough rows (``regime_mean``), or
-    on all rows together (``overall``, no storm weights)."""
+    on all rows together (``overall``, no storm weights); ``skill_metric="accuracy"`` measures
+    skill as accuracy above the base rate's constant prediction."""
     from flows.training import ensemble_weighting, fit_member, validate
     from models.zoo import StormGate, ensemble_weights, positive_class_proba, weights_from_skill
 
@@ -279,8 +280,8 @@ def test_the_served_ensemble_weighs_storms_apart_and_averages_skill_over_the_reg
     zoo = loaded.config.models.zoo
     members = [fit_member(name, zoo[name], prepared.training_set) for name in ("lightgbm", "regime_aware")]
     configured = ensemble_weighting(loaded.config)
-    assert configured == {"ensemble_skill": "regime_mean", "min_regime_rows": 200, "storm_gate": None,
-                          "min_storm_rows": 200}
+    assert configured == {"ensemble_skill": "regime_mean", "min_regime_rows": 200, "skill_metric": "log_loss",
+                          "storm_gate": None, "min_storm_rows": 200}
     on = load_config(small_config(tmp_path / "on.yaml", validation={"ensemble_storm_weights": True})).config
     assert ensemble_weighting(on)["storm_gate"] == StormGate("vix_level", 35.0)
     served = validate(members, prepared, **ensemble_weighting(on))
@@ -309,6 +310,12 @@ def test_the_served_ensemble_weighs_storms_apart_and_averages_skill_over_the_reg
     assert dict(served.ensemble.weights) == pytest.approx(weights_from_skill(skill), abs=1e-9)
     mixed = sum(np.where(storm, served.ensemble.storm_weights[n], served.ensemble.weights[n]) * q for n, q in p.items())
     np.testing.assert_allclose(served.ensemble_proba, mixed, atol=1e-12)
+
+    accuracy = validate(members, prepared, ensemble_skill="overall", skill_metric="accuracy")
+    hits = {n: np.mean((q > 0.5) == (y == 1)) for n, q in p.items()}
+    constant = np.mean(y == int(base_rate > 0.5))  # the base rate's prediction, every row alike
+    assert dict(accuracy.ensemble.weights) == pytest.approx(
+        weights_from_skill({n: h - constant for n, h in hits.items()}), abs=1e-9)
 
     assert overall.ensemble.storm_weights is None
     assert dict(overall.ensemble.weights) == pytest.approx(
