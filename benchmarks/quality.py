@@ -143,6 +143,7 @@ STORM_WEIGHTS = "served, storm weights"
 ACCURACY_WEIGHTS = "served, accuracy skill"
 EQUAL_WEIGHTS = "served, equal weights"
 WEIGHTINGS = (OVERALL_WEIGHTS, STORM_WEIGHTS, ACCURACY_WEIGHTS, EQUAL_WEIGHTS)
+WEIGHTING_TITLE = "The served ensemble's weights in storms (accuracy, edge share; Δ to the served ensemble [95%]):"
 #: What each variant's own contribution is measured against (``diff_step``): the step before it
 #: on the ladder; the labeler-regimed archive against the event-regimed hybrid (issue 13, point 3).
 STEP_BEFORE: dict[str, str] = {
@@ -325,15 +326,19 @@ def served_predictions(fitted: list[FittedMember], prepared: PreparedRun, weight
     """The served ensemble of ``fitted`` weighted as ``weighting`` says (``validate``'s keywords;
     ``None``: every member alike): its probabilities on ``features`` and the weights it used,
     with how many rows it gated."""
-    validation = validate(fitted, prepared, **(weighting or {}))
-    served = validation.ensemble
-    if weighting is None:
-        served = SoftVotingEnsemble(members=served.members, weights=dict.fromkeys(served.members, 1 / len(fitted)),
-                                    feature_names=served.feature_names)
+    if weighting is None:  # nothing to validate: every member alike
+        served = SoftVotingEnsemble(members={m.name: m.model for m in fitted},
+                                    weights={m.name: 1 / len(fitted) for m in fitted},
+                                    feature_names=prepared.training_set.samples.feature_names)
+        storm_validation_rows = 0
+    else:
+        validation = validate(fitted, prepared, **weighting)
+        served = validation.ensemble
+        storm_validation_rows = int(served.storm_rows(validation.rows.features).sum())
     return served.predict_proba(features)[:, 1], {
         "weights": dict(served.weights),
         "storm_weights": None if served.storm_weights is None else dict(served.storm_weights),
-        "storm_validation_rows": int(served.storm_rows(validation.rows.features).sum()),
+        "storm_validation_rows": storm_validation_rows,
         "storm_test_rows": int(served.storm_rows(features).sum())}
 
 
@@ -787,7 +792,7 @@ def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "") -> list[s
             print(markdown_table(table, test, source))
     print(f"\nSummary ({seeds} seed(s), causal labeler's regimes):")
     print(summary_table(table))
-    print("\nThe served ensemble's weights in storms (accuracy, edge share; Δ to the served ensemble [95%]):")
+    print(f"\n{WEIGHTING_TITLE}")
     print(weighting_table(table))
     missed, short = judge(table)
     fit = pd.DataFrame([r["fit_seconds"] for r in runs]).mean().sort_values(ascending=False)
@@ -818,7 +823,7 @@ def resummarise(path: Path) -> list[str]:
         print(markdown_table(table, test))
     print(f"\nSummary ({payload['label']}, causal labeler's regimes):")
     print(summary_table(table))
-    print("\nThe served ensemble's weights in storms (accuracy, edge share; Δ to the served ensemble [95%]):")
+    print(f"\n{WEIGHTING_TITLE}")
     print(weighting_table(table))
     print("\nshort of the 80% goal: " + ("none" if not short else "\n  " + "\n  ".join(short)))
     print("claims: " + ("every acceptance claim of issue 13 holds" if not missed
