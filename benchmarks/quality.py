@@ -13,7 +13,8 @@ from the product's own steps (``flows.training``: ``window_samples``, ``label_re
 them, every part (window, archive, replay) is purged against the test set through
 ``models.validation.purge_training``.
 
-Test sets (never used to choose anything):
+Test sets (never used to choose anything: design choices are compared on other markets, the
+development seeds of ``--development``, and on the retraining's own purged validation sets):
 
 * **live**: the simulated storm after the pinned today (``TODAY``), scored on the sessions after
   it; the training window ends at today, so its labels end at today at the latest;
@@ -102,6 +103,11 @@ LIVE_STORM = LiveStorm(starts_after_sessions=20, sessions=12, regime=Regime.CRAS
 #: The earlier retrain whose worst validation errors fill the replay buffer: a quarter before today.
 PREVIOUS_RUN_SESSIONS = 63
 BASE_SEED = 20080915
+#: Development markets: design choices (a member's setup, the ensemble's weighting) are compared
+#: on these, never on the evaluation seeds ``BASE_SEED..BASE_SEED + 9`` whose figures are committed.
+#: The storms of an evaluation seed are then test storms in the strict sense: nothing was tuned on
+#: them, not even by a person reading a table. ``--development`` runs them.
+DEVELOPMENT_SEED = 1
 #: Names per sector: 11 sectors x 2 = 22 symbols instead of the default 76, so ten seeds fit in
 #: an hour on two cores. The archive's row budget is scaled by the same ratio.
 PER_SECTOR = 2
@@ -745,8 +751,10 @@ def write_results(runs: Sequence[dict[str, Any]], table: pd.DataFrame, results: 
     return path, plot_edge(table, results / f"{stem}-edge.png")
 
 
-def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "") -> list[str]:
-    """Run ``seeds`` seeds, print the report, write the JSON and the PNG; return unmet claims.
+def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "", first_seed: int = BASE_SEED) -> list[str]:
+    """Run ``seeds`` seeds from ``first_seed``, print the report, write the JSON and the PNG;
+    return unmet claims. A development run (``first_seed`` other than :data:`BASE_SEED`) writes
+    ``quality-development-<N>-seeds.json``: it never replaces the evaluation's figures.
 
     After every seed the figures so far are written to ``quality-partial.json`` (and its PNG),
     labelled with the seeds done, so a run stopped early still leaves its evidence."""
@@ -756,12 +764,15 @@ def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "") -> list[s
     base = loaded.config
     config = benchmark_config(base, BASE_SEED)
     events = [e for e in config.memory.archive.events if e.regime in HELD_OUT_REGIMES]
+    development = first_seed != BASE_SEED
+    if development:
+        label = f"{label}, development seeds (for design choices; not the evaluation)"
     print(f"Model quality against the simulator's oracle: {seeds} seed(s){label}")
     print(f"  today pinned at {TODAY}; live storm: {LIVE_STORM.regime.value} for {LIVE_STORM.sessions} sessions "
           f"starting {LIVE_STORM.starts_after_sessions + 1} sessions after today, {LIVE_SESSIONS} live sessions")
     print(f"  universe: {len(config.market.universe.members)} symbols ({PER_SECTOR} per sector; the default has "
           f"{len(base.market.universe.members)}), archive rows per training set {config.memory.hybrid.archive_rows} "
-          f"(scaled from {base.memory.hybrid.archive_rows}); seeds {BASE_SEED}..{BASE_SEED + seeds - 1}")
+          f"(scaled from {base.memory.hybrid.archive_rows}); seeds {first_seed}..{first_seed + seeds - 1}")
     print(f"  held out in turn: {', '.join(f'{e.name} ({e.start}..{e.end})' for e in events)}; embargo "
           f"{config.models.validation.embargo_sessions} sessions before a test span and {EMBARGO_AFTER} after it "
           "(the longest feature lookback: no training feature reads a held-out bar)")
@@ -773,7 +784,7 @@ def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "") -> list[s
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="stormwatch-quality-") as root:
         for k in range(seeds):
-            run = run_seed(base, BASE_SEED + k, home=Path(root) / str(k), log=lambda m: print(m, flush=True))
+            run = run_seed(base, first_seed + k, home=Path(root) / str(k), log=lambda m: print(m, flush=True))
             runs.append(run)
             print(f"  seed {run['seed']}: {run['seconds']:.0f} s; hybrid set {run['hybrid_training_rows']:,} rows, "
                   f"window {run['window']['rows']:,}, replay {run['replay_rows']:,}", flush=True)
@@ -802,7 +813,9 @@ def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "") -> list[s
     print("\nshort of the 80% goal: " + ("none" if not short else "\n  " + "\n  ".join(short)))
     print("claims: " + ("every acceptance claim of issue 13 holds" if not missed
                         else "NOT MET:\n  " + "\n  ".join(missed)))
-    stem = "quality" if seeds >= 10 else f"quality-{seeds}-seeds"  # a short run never overwrites the full one
+    # a short or a development run never overwrites the full evaluation
+    stem = (f"quality-development-{seeds}-seeds" if development
+            else "quality" if seeds >= 10 else f"quality-{seeds}-seeds")
     json_path, png_path = write_results(runs, table, results, stem, label=label.strip(" ,()") or f"{seeds} seeds",
                                         base_hash=loaded.content_hash, config=config, seconds=wall,
                                         missed=missed, short=short)
@@ -841,10 +854,14 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of quality.json and the PNG")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="summarise the per-seed records of an earlier run's JSON again, without running")
+    parser.add_argument("--development", action="store_true",
+                        help=f"run the development markets (seeds from {DEVELOPMENT_SEED}) on which design choices "
+                        f"are compared, instead of the evaluation's (from {BASE_SEED})")
     args = parser.parse_args(argv)
     if args.from_json is not None:
         return 1 if resummarise(args.from_json) else 0
-    return 1 if main(args.seeds, results=args.results) else 0
+    first = DEVELOPMENT_SEED if args.development else BASE_SEED
+    return 1 if main(args.seeds, results=args.results, first_seed=first) else 0
 
 
 if __name__ == "__main__":

@@ -7,21 +7,32 @@ with one coefficient per (signal, state) pair: the effect of a return signal ``s
 odds is ``a + b_1 h_1(z) + ... + b_k h_k(z)``, a piecewise-linear function of the causal state
 ``z`` (VIX level, realised market volatility, drawdown), so the sign can turn at a VIX of 35
 and stay turned in a crash. The state enters through hinge functions ``max(z - t, 0)`` at
-``knots`` (in weighted standard deviations of the training rows), which is what lets the
-effect be flat over calm and volatile markets and flip only past a threshold, instead of
-growing linearly with the VIX. ``basis="step"`` uses indicators ``z > t`` instead: the effect
-is then constant between knots, which is what a sign that flips with the regime looks like,
-and it does not extrapolate past the last knot into a storm deeper than any in training.
+``knots`` (in weighted standard deviations of the training rows, or in a column's own units),
+which is what lets the effect be flat over calm and volatile markets and flip only past a
+threshold, instead of growing linearly with the VIX. ``basis="step"`` uses indicators ``z > t``
+instead: the effect is then constant between knots, which is what a sign that flips with the
+regime looks like, and it does not extrapolate past the last knot into a storm deeper than any
+in training.
+
+Knots in a column's own units (``knots={"vix_level": [20, 30, 40]}``) stay where they are said
+to be: knots in standard deviations move with the training set's mix of calm and storm rows
+(balancing and weights change it), so the same ``1.0`` means a VIX of 30 in one retrain and of 40
+in the next.
 
 The design matrix is ``[signals, state basis, signals x state basis]``, standardised and fitted
-by an L2-regularised logistic regression with ``sample_weight``. Only causal features go in:
+by an L2-regularised logistic regression with ``sample_weight``. ``state_effects=False`` drops
+the state basis's own terms and keeps only its products with the signals: the state then
+changes how a signal is read, never the odds by itself. For a market-neutral label that is the
+right shape (a storm does not make the average name beat the market), and it stops the fit from
+spending the few storm sessions of training on their own base rate, which a new storm does not
+share. Only causal features go in:
 which columns are signals and which are state is configuration (``models.zoo.regime_aware``),
 by name; the simulator's true regime is never a column of the feature matrix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
@@ -68,11 +79,19 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
     state_columns : sequence of str or int, default=None
         The causal regime-state features (VIX level, realised volatility, drawdown). ``None``:
         every column.
-    knots : sequence of float, default=(0.0, 1.0, 2.0)
-        Points of the state basis (hinges or steps), in (weighted) standard deviations from the mean.
+    knots : sequence of float or mapping of column to sequence of float, default=(0.0, 1.0, 2.0)
+        Points of the state basis (hinges or steps). A sequence: in (weighted) standard
+        deviations from the mean, the same for every state column. A mapping: per state column
+        (each one named, by the same name or position as in ``state_columns``, or every key a
+        state column when ``state_columns`` is None), in that column's own units.
     basis : {"hinge", "step"}, default="hinge"
-        How the state enters: hinges ``max(z - t, 0)`` (an effect that grows past each knot) or
-        steps ``z > t`` (an effect that is constant between knots).
+        How the state enters: the state itself and hinges ``max(z - t, 0)`` (an effect that
+        grows past each knot), or steps ``z > t`` alone (an effect that is constant between
+        knots).
+    state_effects : bool, default=True
+        Whether the state basis enters on its own as well as in the interactions. ``False``:
+        only ``signals x state basis`` (and the signals), so the state cannot move the
+        prediction when the signals are zero.
     clip : float, default=5.0
         Standardised values are clipped to ``[-clip, clip]``: a VIX of 80 must not dominate the
         fit.
@@ -85,6 +104,8 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
     ----------
     signal_index_, state_index_ : ndarray
         Positions of the signal and state columns in the input.
+    knots_ : list of ndarray
+        Per state column, its knots in standard deviations of the training rows, sorted.
     classifier_ : LogisticRegression
         The fitted model on the design matrix.
     classes_ : ndarray
@@ -109,8 +130,9 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "signal_columns": ["array-like", None],
         "state_columns": ["array-like", None],
-        "knots": ["array-like"],
+        "knots": ["array-like", dict],
         "basis": [StrOptions({"hinge", "step"})],
+        "state_effects": ["boolean"],
         "clip": [Interval(Real, 0, None, closed="neither")],
         "C": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -121,8 +143,9 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
         *,
         signal_columns: Sequence[str | int] | None = None,
         state_columns: Sequence[str | int] | None = None,
-        knots: Sequence[float] = (0.0, 1.0, 2.0),
+        knots: Sequence[float] | Mapping[str | int, Sequence[float]] = (0.0, 1.0, 2.0),
         basis: str = "hinge",
+        state_effects: bool = True,
         clip: float = 5.0,
         C: float = 0.1,
         max_iter: int = 300,
@@ -131,6 +154,7 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
         self.state_columns = state_columns
         self.knots = knots
         self.basis = basis
+        self.state_effects = state_effects
         self.clip = clip
         self.C = C
         self.max_iter = max_iter
@@ -165,14 +189,14 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
         check_classification_targets(y)
         weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        knots = np.asarray(self.knots, dtype=np.float64).ravel()
-        if not np.isfinite(knots).all():
-            raise ValueError(f"knots must be finite numbers, got {self.knots!r}")
-        self.knots_ = np.sort(knots)
         self.signal_index_ = self._positions(self.signal_columns, X.shape[1], "signal_columns")
-        self.state_index_ = self._positions(self.state_columns, X.shape[1], "state_columns")
+        state_columns = self.state_columns
+        if state_columns is None and isinstance(self.knots, Mapping):
+            state_columns = list(self.knots)
+        self.state_index_ = self._positions(state_columns, X.shape[1], "state_columns")
         self.signal_mean_, self.signal_std_ = _weighted_mean_std(X[:, self.signal_index_], weights)
         self.state_mean_, self.state_std_ = _weighted_mean_std(X[:, self.state_index_], weights)
+        self.knots_ = self._standardised_knots(state_columns)
         design = self._design(X)
         self.design_mean_, self.design_std_ = _weighted_mean_std(design, weights)
         self.classifier_ = LogisticRegression(C=self.C, max_iter=self.max_iter)
@@ -181,21 +205,55 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ = self.classifier_.n_iter_
         return self
 
-    def _standardised(self, values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    def _standardised_knots(self, state_columns: Sequence[str | int] | None) -> list[np.ndarray]:
+        """Every state column's knots in standard deviations: a sequence as it is, a mapping's
+        values moved by the column's weighted mean and scaled by its standard deviation."""
+        def checked(values: Any, what: str) -> np.ndarray:
+            knots = np.asarray(values, dtype=np.float64).ravel()
+            if not np.isfinite(knots).all():
+                raise ValueError(f"{what} must be finite numbers, got {values!r}")
+            return np.sort(knots)
+
+        n_state = len(self.state_index_)
+        if not isinstance(self.knots, Mapping):
+            return [checked(self.knots, "knots")] * n_state
+        names = list(range(n_state)) if state_columns is None else list(state_columns)
+        missing = [c for c in names if c not in self.knots]
+        extra = [c for c in self.knots if c not in names]
+        if missing or extra:
+            raise ValueError(f"knots names every state column and no other: missing {missing}, "
+                             f"not a state column {extra}")
+        return [(checked(self.knots[c], f"knots[{c!r}]") - self.state_mean_[j]) / self.state_std_[j]
+                for j, c in enumerate(names)]
+
+    def _standardised(self, values: np.ndarray, mean: np.ndarray, std: np.ndarray, *,
+                      clip: bool = True) -> np.ndarray:
         z = (values - mean) / std
         z = np.where(np.isfinite(z), z, 0.0)  # a missing value sits at the mean
-        return np.clip(z, -self.clip, self.clip)
+        return np.clip(z, -self.clip, self.clip) if clip else z
 
     def _design(self, X: np.ndarray) -> np.ndarray:
         s = self._standardised(X[:, self.signal_index_], self.signal_mean_, self.signal_std_)
-        z = self._standardised(X[:, self.state_index_], self.state_mean_, self.state_std_)
-        if self.basis == "step":
-            pieces = [(z > t).astype(np.float64) for t in self.knots_]
+        # steps read the state unclipped: a knot past ``clip`` standard deviations still fires
+        z = self._standardised(X[:, self.state_index_], self.state_mean_, self.state_std_,
+                               clip=self.basis != "step")
+        if isinstance(self.knots_, np.ndarray):  # a model file of before per-column knots: the old layout
+            z = np.clip(z, -self.clip, self.clip)
+            pieces = [(z > t).astype(np.float64) if self.basis == "step" else np.maximum(z - t, 0.0)
+                      for t in self.knots_]
+            basis = np.concatenate([z, *pieces], axis=1)
         else:
-            pieces = [np.maximum(z - t, 0.0) for t in self.knots_]
-        basis = np.concatenate([z, *pieces], axis=1)
+            columns = []
+            for j, knots in enumerate(self.knots_):
+                zj = z[:, j : j + 1]
+                columns += [(zj > knots).astype(np.float64)] if self.basis == "step" else [
+                    zj, np.maximum(zj - knots, 0.0)]
+            basis = np.concatenate(columns, axis=1)
         cross = (s[:, :, None] * basis[:, None, :]).reshape(len(X), -1)
-        return np.concatenate([s, basis, cross], axis=1)
+        # A model file written before ``state_effects`` existed has no such attribute: it had them.
+        if getattr(self, "state_effects", True):
+            return np.concatenate([s, basis, cross], axis=1)
+        return np.concatenate([s, cross], axis=1)
 
     def _scaled(self, design: np.ndarray, dtype: type[np.floating[Any]] = np.float32) -> np.ndarray:
         """The standardised design, for the solver in single precision: its matrix products are

@@ -17,13 +17,16 @@ from tests.conftest import DEFAULT_CONFIG
 
 @parametrize_with_checks([RegimeInteractionClassifier(),
                           RegimeInteractionClassifier(signal_columns=[0], state_columns=[1], knots=[0.5]),
-                          RegimeInteractionClassifier(basis="step", knots=[-1.0, 0.0, 1.0])],
+                          RegimeInteractionClassifier(basis="step", knots=[-1.0, 0.0, 1.0]),
+                          RegimeInteractionClassifier(basis="step", state_effects=False),
+                          RegimeInteractionClassifier(signal_columns=[0], knots={1: [0.5]}, basis="step")],
                          expected_failed_checks=lambda est: {
     # the solver runs in single precision (a retrain's design matrix is bound by memory): a
     # weight of 2 and a repeated row agree to 1e-5, not to the check's 1e-7 (tested below)
     "check_sample_weight_equivalence_on_dense_data": "single-precision solver",
     # this instance names column 1 as its state: an input of one column has none, and says so
-    **({"check_fit2d_1feature": "names a second column"} if est.state_columns is not None else {}),
+    **({"check_fit2d_1feature": "names a second column"}
+       if est.state_columns is not None or isinstance(est.knots, dict) else {}),
 })
 def test_follows_scikit_learns_contract(estimator, check) -> None:
     check(estimator)
@@ -74,6 +77,81 @@ def test_steps_hold_a_flipped_sign_in_a_storm_deeper_than_training() -> None:
         RegimeInteractionClassifier(basis="spline").fit(X, y)
 
 
+def test_without_state_effects_a_storms_own_base_rate_is_not_learned() -> None:
+    """A training storm of a few sessions has a base rate of its own (here 75% of its labels are
+    up at a zero signal); the next storm does not share it. With the state's own terms
+    the fit predicts "up" for most of the next storm; without them it can only read the signal,
+    reversed."""
+    def storm(seed: int, up_share: float) -> tuple[pd.DataFrame, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        n = 6000
+        vix = np.where(np.arange(n) < n // 10, rng.uniform(40, 70, size=n), rng.uniform(10, 30, size=n))
+        signal = rng.normal(size=n)
+        shift = np.where(vix > 35, np.log(up_share / (1 - up_share)), 0.0)
+        y = (np.where(vix > 35, -1.0, 1.0) * signal + shift + rng.logistic(size=n) > 0).astype(int)
+        return pd.DataFrame({"excess_ret_5": signal, "vix_level": vix}), y
+
+    X, y = storm(0, up_share=0.75)
+    test_X, test_y = storm(100, up_share=0.5)
+    deep = test_X["vix_level"].to_numpy() > 35
+    kwargs = {"signal_columns": ["excess_ret_5"], "state_columns": ["vix_level"], "basis": "step", "C": 1.0}
+    with_effects = RegimeInteractionClassifier(**kwargs).fit(X, y)
+    without = RegimeInteractionClassifier(**kwargs, state_effects=False).fit(X, y)
+    up = lambda m: m.predict(test_X)[deep].mean()  # noqa: E731
+    hit = lambda m: (m.predict(test_X)[deep] == test_y[deep]).mean()  # noqa: E731
+    assert up(with_effects) > 0.8 and abs(up(without) - 0.5) < 0.15, (up(with_effects), up(without))
+    assert hit(without) > hit(with_effects) + 0.05, (hit(without), hit(with_effects))
+    assert without.classifier_.coef_.shape[1] == with_effects.classifier_.coef_.shape[1] - 3  # the 3 steps alone
+
+
+def test_knots_in_a_columns_own_units_stay_put_when_the_training_mix_changes() -> None:
+    """A reversal past a VIX of 35: knots in standard deviations land at another VIX when the
+    training set holds more storm rows (balancing and weights change the mix every retrain);
+    a knot said in VIX points does not move."""
+    def market(n_storm: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        vix = np.concatenate([rng.uniform(10, 33, size=4000), rng.uniform(37, 80, size=n_storm)])
+        signal = rng.normal(size=len(vix))
+        y = (np.where(vix > 35, -1.0, 1.0) * signal + rng.normal(scale=0.5, size=len(vix)) > 0).astype(int)
+        return pd.DataFrame({"excess_ret_5": signal, "vix_level": vix}), y
+
+    def flip_point(model: RegimeInteractionClassifier) -> float:
+        """The lowest VIX on a grid where a rising signal predicts down."""
+        grid = np.arange(10.0, 80.0, 0.5)
+        up = model.predict_proba(pd.DataFrame({"excess_ret_5": np.ones_like(grid), "vix_level": grid}))[:, 1]
+        return float(grid[np.argmax(up < 0.5)])
+
+    kwargs = {"signal_columns": ["excess_ret_5"], "basis": "step", "state_effects": False, "C": 1.0}
+    few, many = market(400, 0), market(4000, 1)
+    raw = [flip_point(RegimeInteractionClassifier(knots={"vix_level": [35.0]}, **kwargs).fit(*m)) for m in (few, many)]
+    std = [flip_point(RegimeInteractionClassifier(state_columns=["vix_level"], knots=[1.0], **kwargs).fit(*m))
+           for m in (few, many)]
+    assert raw == [35.5, 35.5], raw  # the first grid point past the knot
+    assert abs(std[0] - std[1]) > 5, std  # one standard deviation: a different VIX in each
+    model = RegimeInteractionClassifier(knots={"vix_level": [35.0]}, **kwargs).fit(*few)
+    assert list(model.state_index_) == [1]  # the mapping names the state columns
+
+
+def test_knots_by_column_must_name_the_state_columns() -> None:
+    X, y = _flip(400)
+    with pytest.raises(ValueError, match=r"missing \['vix_level'\]"):
+        RegimeInteractionClassifier(state_columns=["vix_level", "noise"], knots={"noise": [0.0]}).fit(X, y)
+    with pytest.raises(ValueError, match=r"not a state column \['noise'\]"):
+        RegimeInteractionClassifier(state_columns=["vix_level"], knots={"vix_level": [30.0], "noise": [0.0]}).fit(X, y)
+    with pytest.raises(ValueError, match="finite"):
+        RegimeInteractionClassifier(knots={"vix_level": [float("nan")]}).fit(X, y)
+
+
+def test_a_model_file_of_the_old_layout_still_predicts() -> None:
+    """Before per-column knots, ``knots_`` was one array for every state column; a model file of
+    then must predict as it did (one state column, hinges: the two layouts are the same)."""
+    X, y = _flip(1000)
+    model = RegimeInteractionClassifier(signal_columns=["excess_ret_5"], state_columns=["vix_level"]).fit(X, y)
+    expected = model.predict_proba(X)
+    model.knots_ = model.knots_[0]  # what an older fit stored
+    np.testing.assert_allclose(model.predict_proba(X), expected)
+
+
 def test_honours_sample_weight() -> None:
     X, y = _flip()
     storm = X["vix_level"].to_numpy() > 35
@@ -122,10 +200,12 @@ def test_configured_in_the_zoo_from_the_allow_list_with_causal_columns_only() ->
     spec = load_config(DEFAULT_CONFIG).config.models.zoo["regime_aware"]  # type: ignore[index]
     model = spec.build(where="models.zoo.regime_aware")
     assert isinstance(model, RegimeInteractionClassifier)
-    columns = [*model.signal_columns, *model.state_columns]
+    state = model.state_columns if model.state_columns is not None else list(model.knots)
+    columns = [*model.signal_columns, *state]
     assert set(columns) <= set(FEATURE_NAMES), sorted(set(columns) - set(FEATURE_NAMES))
-    assert {"vix_level", "mkt_drawdown_252"} <= set(model.state_columns)
-    assert model.basis == "step"
+    # the setup chosen on the development markets' validation sets (flows/stormwatch.yaml says the figures)
+    assert state == ["vix_level"] and model.knots == {"vix_level": [20.0, 30.0, 40.0]}
+    assert model.basis == "step" and model.state_effects is False
     with pytest.raises(ZooConfigError, match="models.zoo.regime_aware.kwargs.signal"):
         build_estimator("models.regime_aware", "RegimeInteractionClassifier", {"signal": ["ret_5"]},
                         where="models.zoo.regime_aware")
