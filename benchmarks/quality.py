@@ -144,11 +144,12 @@ WINDOW_ENSEMBLE = "window-only ensemble"
 #: against the served one: skill on all validation rows together (before issue 13), rows with a
 #: VIX above the labeler's crash threshold served with weights of their own (``StormGate``),
 #: skill in accuracy instead of log loss, and every member alike.
+NO_STORM_MEMBERS = "served, no storm members"
 OVERALL_WEIGHTS = "served, skill on all rows"
-STORM_WEIGHTS = "served, storm weights"
+STORM_WEIGHTS = "served, storm weights of all members"
 ACCURACY_WEIGHTS = "served, accuracy skill"
 EQUAL_WEIGHTS = "served, equal weights"
-WEIGHTINGS = (OVERALL_WEIGHTS, STORM_WEIGHTS, ACCURACY_WEIGHTS, EQUAL_WEIGHTS)
+WEIGHTINGS = (NO_STORM_MEMBERS, OVERALL_WEIGHTS, STORM_WEIGHTS, ACCURACY_WEIGHTS, EQUAL_WEIGHTS)
 WEIGHTING_TITLE = "The served ensemble's weights in storms (accuracy, edge share; Δ to the served ensemble [95%]):"
 #: What each variant's own contribution is measured against (``diff_step``): the step before it
 #: on the ladder; the labeler-regimed archive against the event-regimed hybrid (issue 13, point 3).
@@ -473,9 +474,11 @@ def run_seed(
                 for member in fitted:
                     add(f"member: {member.name}", positive_class_proba(member.model, features))
                 gate = StormGate(above=config.monitors.regimes.vix_crash_above)
-                for other, weighting in ((OVERALL_WEIGHTS, {**configured, "ensemble_skill": "overall",
-                                                            "storm_gate": None}),
-                                         (STORM_WEIGHTS, {**configured, "storm_gate": gate}),
+                for other, weighting in ((NO_STORM_MEMBERS, {**configured, "storm_gate": None,
+                                                             "storm_members": None}),
+                                         (OVERALL_WEIGHTS, {**configured, "ensemble_skill": "overall"}),
+                                         (STORM_WEIGHTS, {**configured, "storm_gate": configured["storm_gate"] or gate,
+                                                          "storm_members": None}),
                                          (ACCURACY_WEIGHTS, {**configured, "skill_metric": "accuracy"}),
                                          (EQUAL_WEIGHTS, None)):
                     proba, used = served_predictions(fitted, prepared, weighting, features)

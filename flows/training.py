@@ -23,7 +23,7 @@ import json
 import resource
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -433,11 +433,13 @@ class Validation:
 def ensemble_weighting(config: StormwatchConfig) -> dict[str, Any]:
     """The keywords of :func:`validate` that ``models.validation`` configures."""
     settings = config.models.validation
-    crash_above = config.monitors.regimes.vix_crash_above
-    gate = StormGate(above=crash_above) if settings.ensemble_storm_weights else None
+    above = settings.ensemble_storm_vix_above or config.monitors.regimes.vix_crash_above
+    storm_members = settings.ensemble_storm_members
+    gate = StormGate(above=above) if settings.ensemble_storm_weights or storm_members else None
     return {"ensemble_skill": settings.ensemble_skill, "min_regime_rows": settings.ensemble_min_regime_rows,
             "skill_metric": settings.ensemble_skill_metric, "storm_gate": gate,
-            "min_storm_rows": settings.ensemble_min_storm_rows}
+            "min_storm_rows": settings.ensemble_min_storm_rows,
+            "storm_members": None if storm_members is None else tuple(storm_members)}
 
 
 def storm_rule(ensemble: SoftVotingEnsemble) -> str | None:
@@ -470,7 +472,7 @@ def _skill_weights(metrics: Mapping[str, pd.DataFrame], reference: pd.DataFrame,
 
 def validate(members: list[FittedMember], prepared: PreparedRun, *, ensemble_skill: str = "regime_mean",
              min_regime_rows: int = 200, skill_metric: str = "log_loss", storm_gate: StormGate | None = None,
-             min_storm_rows: int = 200) -> Validation:
+             min_storm_rows: int = 200, storm_members: Sequence[str] | None = None) -> Validation:
     """Score every member on the validation sets, weight the ensemble by validation skill (log
     loss against predicting the training base rate: averaged over the regime sets with at least
     ``min_regime_rows`` rows, or on all rows for ``ensemble_skill="overall"``; or accuracy above
@@ -479,7 +481,9 @@ def validate(members: list[FittedMember], prepared: PreparedRun, *, ensemble_ski
 
     With a ``storm_gate`` and at least ``min_storm_rows`` validation rows it calls a storm, those
     rows get weights of their own (skill on them alone) and the other weights are chosen on the
-    rest."""
+    rest. With ``storm_members`` (and a gate) only those members serve storm rows, however few
+    storm rows validation has: weighted by their skill on the storm rows when there are enough,
+    else alike."""
     held = [s for s in prepared.validation.values() if len(s)]
     if not held:
         raise ValueError("every validation set is empty: nothing to validate on")
@@ -493,15 +497,22 @@ def validate(members: list[FittedMember], prepared: PreparedRun, *, ensemble_ski
     reference = regime_metrics(y, np.full(len(y), base_rate), regimes)
     storm = np.zeros(len(y), dtype=bool) if storm_gate is None else storm_gate.mask(rows.features)
     storm_weights = None
-    if storm_gate is not None and storm.sum() >= min_storm_rows:
+    unknown = sorted(set(storm_members or ()) - set(member_p))
+    if unknown:
+        raise ValueError(f"storm_members {unknown} are not among the fitted members ({', '.join(member_p)})")
+    enough = storm.sum() >= min_storm_rows
+    if storm_gate is not None and (enough or storm_members):
         calm = ~storm
 
         def on(mask: np.ndarray, p: np.ndarray) -> pd.DataFrame:
             return regime_metrics(y[mask], p[mask], regimes[mask])
 
         constant = np.full(len(y), base_rate)
-        storm_weights = _skill_weights({n: on(storm, p) for n, p in member_p.items()}, on(storm, constant),
-                                       "overall", 1, skill_metric)
+        serving = list(storm_members or member_p)
+        chosen = (_skill_weights({n: on(storm, member_p[n]) for n in serving}, on(storm, constant),
+                                 "overall", 1, skill_metric)
+                  if enough else {n: 1.0 / len(serving) for n in serving})
+        storm_weights = {n: chosen.get(n, 0.0) for n in member_p}
         weights = _skill_weights({n: on(calm, p) for n, p in member_p.items()}, on(calm, constant),
                                  ensemble_skill, min_regime_rows, skill_metric)
     else:

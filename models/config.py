@@ -70,6 +70,14 @@ class ValidationConfig(_Section):
     ensemble_storm_weights: bool = False
     #: Fewer validation rows in storms than this: no storm weights (one set of weights serves all).
     ensemble_min_storm_rows: int = Field(200, ge=1)
+    #: Members that alone serve storm rows (zoo names), whatever validation says: a member that can
+    #: express the sign flip (``regime_aware``) is then not outvoted in a storm by members that
+    #: cannot. Among several, their storm weights come from their skill on the storm validation rows
+    #: when there are ``ensemble_min_storm_rows`` of them, else they share alike. ``None``: off.
+    ensemble_storm_members: list[str] | None = None
+    #: The VIX above which a row is a storm for the storm weights and members; ``None``: the
+    #: labeler's crash threshold, ``monitors.regimes.vix_crash_above``.
+    ensemble_storm_vix_above: float | None = Field(None, gt=0)
 
 
 class GateConfig(_Section):
@@ -211,6 +219,16 @@ class ModelsConfig(_Section):
         if bad:
             raise ValueError(f"regime weights must be positive: {bad}")
         return weights
+
+    @model_validator(mode="after")
+    def _storm_members_in_the_zoo(self) -> ModelsConfig:
+        members = self.validation.ensemble_storm_members
+        if members is not None:
+            unknown = [m for m in members if m not in self.zoo]
+            if unknown or not members:
+                raise ValueError(f"validation.ensemble_storm_members names {unknown or 'no member'}: "
+                                 f"list members of the zoo ({', '.join(self.zoo)})")
+        return self
 
     @field_validator("zoo")
     @classmethod

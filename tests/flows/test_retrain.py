@@ -17,7 +17,7 @@ import yaml
 from sklearn.metrics import balanced_accuracy_score
 from typer.testing import CliRunner
 
-from flows.config import Settings, load_config
+from flows.config import ConfigError, Settings, load_config
 from flows.data import MarketSelection
 from market.cache import BarCache
 from market.features import FEATURE_NAMES
@@ -281,7 +281,7 @@ def test_the_served_ensemble_weighs_storms_apart_and_averages_skill_over_the_reg
     members = [fit_member(name, zoo[name], prepared.training_set) for name in ("lightgbm", "regime_aware")]
     configured = ensemble_weighting(loaded.config)
     assert configured == {"ensemble_skill": "regime_mean", "min_regime_rows": 200, "skill_metric": "log_loss",
-                          "storm_gate": None, "min_storm_rows": 200}
+                          "storm_gate": None, "min_storm_rows": 200, "storm_members": None}
     on = load_config(small_config(tmp_path / "on.yaml", validation={"ensemble_storm_weights": True})).config
     assert ensemble_weighting(on)["storm_gate"] == StormGate("vix_level", 35.0)
     served = validate(members, prepared, **ensemble_weighting(on))
@@ -321,6 +321,23 @@ def test_the_served_ensemble_weighs_storms_apart_and_averages_skill_over_the_reg
     assert dict(overall.ensemble.weights) == pytest.approx(
         ensemble_weights({n: loss(np.ones(len(y), bool), q) for n, q in p.items()}, loss(np.ones(len(y), bool))),
         abs=1e-9)
+
+    # storm members: only they serve storm rows, at the configured VIX, however few storm rows there are
+    experts = load_config(small_config(tmp_path / "experts.yaml", validation={
+        "ensemble_storm_members": ["regime_aware"], "ensemble_storm_vix_above": 30.0})).config
+    weighting = ensemble_weighting(experts)
+    assert weighting["storm_gate"] == StormGate("vix_level", 30.0) and weighting["storm_members"] == ("regime_aware",)
+    for min_storm_rows in (1, 10**9):  # skill among the members on enough storm rows, or alike: one member, 1
+        gated = validate(members, prepared, **{**weighting, "min_storm_rows": min_storm_rows}).ensemble
+        assert dict(gated.storm_weights) == {"lightgbm": 0.0, "regime_aware": 1.0}
+    above = (rows.features["vix_level"] > 30.0).to_numpy()
+    own = positive_class_proba(members[1].model, rows.features)
+    served_rows = validate(members, prepared, **weighting).ensemble_proba
+    np.testing.assert_allclose(served_rows[above], own[above], atol=1e-12)
+    with pytest.raises(ValueError, match=r"storm_members \['svm'\] are not among the fitted members"):
+        validate(members, prepared, **{**weighting, "storm_members": ("svm",)})
+    with pytest.raises(ConfigError, match="ensemble_storm_members names \\['nope'\\]"):
+        load_config(small_config(tmp_path / "bad.yaml", validation={"ensemble_storm_members": ["nope"]}))
 
 
 def test_bars_after_the_as_of_session_change_nothing_at_or_before_it(tmp_path: Path) -> None:
