@@ -272,7 +272,8 @@ def test_the_served_ensemble_weighs_storms_apart_and_averages_skill_over_the_reg
     base rate's on the storm validation rows. The other rows' weights are the same skill per
     regime set of the calm rows, averaged over the sets with enough rows (``regime_mean``), or
     on all rows together (``overall``, no storm weights); ``skill_metric="accuracy"`` measures
-    skill as accuracy above the base rate's constant prediction."""
+    skill as accuracy above the base rate's constant prediction. By default (storm members), rows
+    with a VIX above 30 are served by the regime-aware member alone."""
     from flows.training import ensemble_weighting, fit_member, validate
     from models.zoo import StormGate, ensemble_weights, positive_class_proba, weights_from_skill
 
@@ -281,11 +282,13 @@ def test_the_served_ensemble_weighs_storms_apart_and_averages_skill_over_the_reg
     members = [fit_member(name, zoo[name], prepared.training_set) for name in ("lightgbm", "regime_aware")]
     configured = ensemble_weighting(loaded.config)
     assert configured == {"ensemble_skill": "regime_mean", "min_regime_rows": 200, "skill_metric": "log_loss",
-                          "storm_gate": None, "min_storm_rows": 200, "storm_members": None}
-    on = load_config(small_config(tmp_path / "on.yaml", validation={"ensemble_storm_weights": True})).config
-    assert ensemble_weighting(on)["storm_gate"] == StormGate("vix_level", 35.0)
+                          "storm_gate": StormGate("vix_level", 30.0), "min_storm_rows": 200,
+                          "storm_members": ("regime_aware",)}
+    on = load_config(small_config(tmp_path / "on.yaml", validation={
+        "ensemble_storm_weights": True, "ensemble_storm_members": None, "ensemble_storm_vix_above": None})).config
+    assert ensemble_weighting(on)["storm_gate"] == StormGate("vix_level", 35.0)  # the labeler's crash threshold
     served = validate(members, prepared, **ensemble_weighting(on))
-    assert validate(members, prepared, **configured).ensemble.storm_weights is None
+    assert validate(members, prepared, **{**configured, "storm_gate": None}).ensemble.storm_weights is None
     overall = validate(members, prepared, ensemble_skill="overall")
 
     rows = served.rows
