@@ -141,9 +141,10 @@ LABELER_VARIANT = "hybrid, archive regimed by labeler"
 ENSEMBLE = "served ensemble"
 WINDOW_ENSEMBLE = "window-only ensemble"
 #: The served ensemble's members weighted otherwise (no refit: the same fitted members), measured
-#: against the served one: skill on all validation rows together (before issue 13), rows with a
-#: VIX above the labeler's crash threshold served with weights of their own (``StormGate``),
-#: skill in accuracy instead of log loss, and every member alike.
+#: against the served one: without the storm members (every row by the validation-skill weights),
+#: skill on all validation rows together (before issue 13), storm rows weighted among every member
+#: on the storm validation rows (``StormGate``), skill in accuracy instead of log loss, and every
+#: member alike.
 NO_STORM_MEMBERS = "served, no storm members"
 OVERALL_WEIGHTS = "served, skill on all rows"
 STORM_WEIGHTS = "served, storm weights of all members"
@@ -754,6 +755,14 @@ def write_results(runs: Sequence[dict[str, Any]], table: pd.DataFrame, results: 
     return path, plot_edge(table, results / f"{stem}-edge.png")
 
 
+def results_stem(seeds: int, *, development: bool = False) -> str:
+    """The file name of a run's JSON and PNG: a short or a development run never overwrites the
+    full evaluation's ``quality.json``."""
+    if development:
+        return f"quality-development-{seeds}-seeds"
+    return "quality" if seeds >= 10 else f"quality-{seeds}-seeds"
+
+
 def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "", first_seed: int = BASE_SEED) -> list[str]:
     """Run ``seeds`` seeds from ``first_seed``, print the report, write the JSON and the PNG;
     return unmet claims. A development run (``first_seed`` other than :data:`BASE_SEED`) writes
@@ -769,7 +778,7 @@ def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "", first_see
     events = [e for e in config.memory.archive.events if e.regime in HELD_OUT_REGIMES]
     development = first_seed != BASE_SEED
     if development:
-        label = f"{label}, development seeds (for design choices; not the evaluation)"
+        label = f"{label}, development seeds: for design choices, not the evaluation"
     print(f"Model quality against the simulator's oracle: {seeds} seed(s){label}")
     print(f"  today pinned at {TODAY}; live storm: {LIVE_STORM.regime.value} for {LIVE_STORM.sessions} sessions "
           f"starting {LIVE_STORM.starts_after_sessions + 1} sessions after today, {LIVE_SESSIONS} live sessions")
@@ -816,9 +825,7 @@ def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "", first_see
     print("\nshort of the 80% goal: " + ("none" if not short else "\n  " + "\n  ".join(short)))
     print("claims: " + ("every acceptance claim of issue 13 holds" if not missed
                         else "NOT MET:\n  " + "\n  ".join(missed)))
-    # a short or a development run never overwrites the full evaluation
-    stem = (f"quality-development-{seeds}-seeds" if development
-            else "quality" if seeds >= 10 else f"quality-{seeds}-seeds")
+    stem = results_stem(seeds, development=development)
     json_path, png_path = write_results(runs, table, results, stem, label=label.strip(" ,()") or f"{seeds} seeds",
                                         base_hash=loaded.content_hash, config=config, seconds=wall,
                                         missed=missed, short=short)

@@ -94,7 +94,8 @@ class RegimeInteractionClassifier(ClassifierMixin, BaseEstimator):
         prediction when the signals are zero.
     clip : float, default=5.0
         Standardised values are clipped to ``[-clip, clip]``: a VIX of 80 must not dominate the
-        fit.
+        fit. Steps compare the unclipped value with their knots, so a knot past ``clip``
+        standard deviations still fires.
     C : float, default=0.1
         Inverse L2 regularisation strength of the logistic regression.
     max_iter : int, default=300

@@ -98,3 +98,14 @@ def test_labels_shuffled_in_time_score_at_chance(base, market, tmp_path: Path) -
     assert (served - 0.5).abs().max() <= 0.02, scores.round(3).to_dict("index")
     assert (chance - 0.5).abs().max() <= 0.03, scores.round(3).to_dict("index")
     assert mean["oracle"] > 0.53
+
+
+def test_development_markets_are_not_the_evaluation_and_never_overwrite_it() -> None:
+    """Design choices are compared on development seeds (``--development``): they must be other
+    markets than the ten evaluation seeds, and their results other files than the committed ones."""
+    development = set(range(quality.DEVELOPMENT_SEED, quality.DEVELOPMENT_SEED + 100))
+    evaluation = set(range(quality.BASE_SEED, quality.BASE_SEED + 10))
+    assert not development & evaluation
+    assert quality.results_stem(10) == "quality"
+    assert quality.results_stem(3) == "quality-3-seeds"
+    assert quality.results_stem(10, development=True) == "quality-development-10-seeds"
