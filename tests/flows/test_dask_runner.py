@@ -34,6 +34,7 @@ def tiny_config(path: Path, kind: str) -> Path:
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
     raw["market"]["universe"]["members"] = raw["market"]["universe"]["members"][:4]
     raw["models"]["zoo"] = {name: raw["models"]["zoo"][name] for name in MEMBERS}
+    raw["models"]["validation"]["ensemble_storm_members"] = None  # the storm member is not in this zoo
     raw["models"]["zoo"]["lightgbm"]["kwargs"]["n_estimators"] = 40
     # lbfgs is what BLAS threads change (the reason for flows.runners.local_cluster): keep the
     # logistic regression, with fewer iterations (500 take a minute on 120,000 rows)

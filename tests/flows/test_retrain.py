@@ -101,6 +101,7 @@ def subsampled(tmp_path_factory: pytest.TempPathFactory, harness: None) -> dict:
     zoo = raw["models"]["zoo"]
     raw["models"]["zoo"] = {"random_forest": {**zoo["random_forest"], "max_rows": 3000},
                             "lightgbm": zoo["lightgbm"], "logistic_regression": zoo["logistic_regression"]}
+    raw["models"]["validation"]["ensemble_storm_members"] = None  # the storm member is not in this zoo
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     outcome = _retrain_in(root / "home", config)
     return {"home": root / "home", "config": config, "outcome": outcome}
