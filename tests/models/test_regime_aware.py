@@ -209,3 +209,40 @@ def test_configured_in_the_zoo_from_the_allow_list_with_causal_columns_only() ->
     with pytest.raises(ZooConfigError, match="models.zoo.regime_aware.kwargs.signal"):
         build_estimator("models.regime_aware", "RegimeInteractionClassifier", {"signal": ["ret_5"]},
                         where="models.zoo.regime_aware")
+    config = load_config(DEFAULT_CONFIG).config
+    shadow = config.models.zoo["regime_shadow"].build(where="models.zoo.regime_shadow")  # type: ignore[index]
+    assert isinstance(shadow, RegimeInteractionClassifier)
+    assert shadow.knots == {"vix_max_63": [30.0, 40.0, 50.0]} and "vix_max_63" in FEATURE_NAMES
+    assert config.models.validation.ensemble_storm_members == ["regime_aware", "regime_shadow"]
+
+
+def _crash_then_recovery(n: int, seed: int, *, recovery: bool) -> tuple[pd.DataFrame, np.ndarray]:
+    """Momentum in high-volatility spells (VIX 20-40, the quarter's peak below 45), reversal in a
+    crash (VIX 50-80) and, where ``recovery``, in the recovery after it: a VIX back at 30-40, the
+    quarter's peak still the crash's."""
+    rng = np.random.default_rng(seed)
+    kind = rng.choice(3, size=n, p=[0.75, 0.25, 0.0] if not recovery else [0.5, 0.0, 0.5])
+    vix = np.select([kind == 0, kind == 1], [rng.uniform(20, 40, n), rng.uniform(50, 80, n)],
+                    rng.uniform(30, 40, n))
+    peak = np.where(kind == 0, np.minimum(vix + rng.uniform(0, 5, n), 45.0), np.maximum(vix, rng.uniform(55, 80, n)))
+    signal = rng.normal(size=n)
+    y = (np.where(kind == 0, 1.0, -1.0) * signal + rng.normal(scale=1.0, size=n) > 0).astype(int)
+    return pd.DataFrame({"excess_ret_5": signal, "vix_level": vix, "vix_max_63": peak}), y
+
+
+def test_the_storms_shadow_carries_a_crashs_reversal_into_a_recovery_training_never_showed() -> None:
+    """With the only recovery held out, training holds crashes and high-volatility spells alone.
+    A recovery's VIX is back among the spells' (momentum), so a member reading today's VIX gets
+    the recovery wrong; the quarter's highest VIX still holds the crash, so regime_shadow's setup
+    reads the recovery as the crash's shadow and keeps the reversal."""
+    X, y = _crash_then_recovery(8000, 0, recovery=False)
+    test_X, test_y = _crash_then_recovery(8000, 1, recovery=True)
+    recovering = test_X["vix_max_63"].to_numpy() > 50
+    config = load_config(DEFAULT_CONFIG).config.models.zoo
+    hits = {}
+    for name in ("regime_aware", "regime_shadow"):
+        model = config[name].build(where=f"models.zoo.{name}").fit(X, y)  # type: ignore[index]
+        hit = model.predict(test_X) == test_y
+        hits[name] = (hit[recovering].mean(), hit[~recovering].mean())
+    assert hits["regime_shadow"][0] > 0.65 and hits["regime_aware"][0] < 0.5, hits
+    assert min(hits["regime_shadow"][1], hits["regime_aware"][1]) > 0.65, hits  # spells: momentum, both
