@@ -142,16 +142,15 @@ ENSEMBLE = "served ensemble"
 WINDOW_ENSEMBLE = "window-only ensemble"
 #: The served ensemble's members weighted otherwise (no refit: the same fitted members), measured
 #: against the served one: without the storm members (every row by the validation-skill weights),
-#: the storm members weighted by their skill on the storm validation rows, skill on all validation rows together (before issue 13), storm rows weighted among every member
+#: skill on all validation rows together (before issue 13), storm rows weighted among every member
 #: on the storm validation rows (``StormGate``), skill in accuracy instead of log loss, and every
 #: member alike.
 NO_STORM_MEMBERS = "served, no storm members"
-STORM_MEMBER_SKILL = "served, storm members by skill"
 OVERALL_WEIGHTS = "served, skill on all rows"
 STORM_WEIGHTS = "served, storm weights of all members"
 ACCURACY_WEIGHTS = "served, accuracy skill"
 EQUAL_WEIGHTS = "served, equal weights"
-WEIGHTINGS = (NO_STORM_MEMBERS, STORM_MEMBER_SKILL, OVERALL_WEIGHTS, STORM_WEIGHTS, ACCURACY_WEIGHTS, EQUAL_WEIGHTS)
+WEIGHTINGS = (NO_STORM_MEMBERS, OVERALL_WEIGHTS, STORM_WEIGHTS, ACCURACY_WEIGHTS, EQUAL_WEIGHTS)
 WEIGHTING_TITLE = "The served ensemble's weights in storms (accuracy, edge share; Δ to the served ensemble [95%]):"
 #: What each variant's own contribution is measured against (``diff_step``): the step before it
 #: on the ladder; the labeler-regimed archive against the event-regimed hybrid (issue 13, point 3).
@@ -489,7 +488,6 @@ def run_seed(
                 gate = StormGate(above=config.monitors.regimes.vix_crash_above)
                 for other, weighting in ((NO_STORM_MEMBERS, {**configured, "storm_gate": None,
                                                              "storm_members": None}),
-                                         (STORM_MEMBER_SKILL, {**configured, "storm_member_weights": "skill"}),
                                          (OVERALL_WEIGHTS, {**configured, "ensemble_skill": "overall"}),
                                          (STORM_WEIGHTS, {**configured, "storm_gate": configured["storm_gate"] or gate,
                                                           "storm_members": None}),

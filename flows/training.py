@@ -439,8 +439,7 @@ def ensemble_weighting(config: StormwatchConfig) -> dict[str, Any]:
     return {"ensemble_skill": settings.ensemble_skill, "min_regime_rows": settings.ensemble_min_regime_rows,
             "skill_metric": settings.ensemble_skill_metric, "storm_gate": gate,
             "min_storm_rows": settings.ensemble_min_storm_rows,
-            "storm_members": None if storm_members is None else tuple(storm_members),
-            "storm_member_weights": settings.ensemble_storm_member_weights}
+            "storm_members": None if storm_members is None else tuple(storm_members)}
 
 
 def storm_rule(ensemble: SoftVotingEnsemble) -> str | None:
@@ -473,8 +472,7 @@ def _skill_weights(metrics: Mapping[str, pd.DataFrame], reference: pd.DataFrame,
 
 def validate(members: list[FittedMember], prepared: PreparedRun, *, ensemble_skill: str = "regime_mean",
              min_regime_rows: int = 200, skill_metric: str = "log_loss", storm_gate: StormGate | None = None,
-             min_storm_rows: int = 200, storm_members: Sequence[str] | None = None,
-             storm_member_weights: str = "equal") -> Validation:
+             min_storm_rows: int = 200, storm_members: Sequence[str] | None = None) -> Validation:
     """Score every member on the validation sets, weight the ensemble by validation skill (log
     loss against predicting the training base rate: averaged over the regime sets with at least
     ``min_regime_rows`` rows, or on all rows for ``ensemble_skill="overall"``; or accuracy above
@@ -484,10 +482,8 @@ def validate(members: list[FittedMember], prepared: PreparedRun, *, ensemble_ski
     With a ``storm_gate`` and at least ``min_storm_rows`` validation rows it calls a storm, those
     rows get weights of their own (skill on them alone) and the other weights are chosen on the
     rest. With ``storm_members`` (and a gate) only those members serve storm rows, however few
-    storm rows validation has: alike, or with ``storm_member_weights="skill"`` by their skill on
-    the storm rows when there are enough."""
-    if storm_member_weights not in ("equal", "skill"):
-        raise ValueError(f"storm_member_weights must be 'equal' or 'skill', not {storm_member_weights!r}")
+    storm rows validation has: weighted by their skill on the storm rows when there are enough,
+    else alike."""
     held = [s for s in prepared.validation.values() if len(s)]
     if not held:
         raise ValueError("every validation set is empty: nothing to validate on")
@@ -513,10 +509,9 @@ def validate(members: list[FittedMember], prepared: PreparedRun, *, ensemble_ski
 
         constant = np.full(len(y), base_rate)
         serving = list(storm_members or member_p)
-        by_skill = enough and (storm_members is None or storm_member_weights == "skill")
         chosen = (_skill_weights({n: on(storm, member_p[n]) for n in serving}, on(storm, constant),
                                  "overall", 1, skill_metric)
-                  if by_skill else {n: 1.0 / len(serving) for n in serving})
+                  if enough else {n: 1.0 / len(serving) for n in serving})
         storm_weights = {n: chosen.get(n, 0.0) for n in member_p}
         weights = _skill_weights({n: on(calm, p) for n, p in member_p.items()}, on(calm, constant),
                                  ensemble_skill, min_regime_rows, skill_metric)

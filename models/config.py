@@ -74,13 +74,9 @@ class ValidationConfig(_Section):
     ensemble_min_storm_rows: int = Field(200, ge=1)
     #: Members that alone serve storm rows (zoo names), whatever validation says: a member that can
     #: express the sign flip (``regime_aware``) is then not outvoted in a storm by members that
-    #: cannot. ``None``: off.
+    #: cannot. Among several, their storm weights come from their skill on the storm validation rows
+    #: when there are ``ensemble_min_storm_rows`` of them, else they share alike. ``None``: off.
     ensemble_storm_members: list[str] | None = None
-    #: How several storm members share a storm row: ``equal`` alike, ``skill`` by their skill on the
-    #: storm validation rows when there are ``ensemble_min_storm_rows`` of them (else alike). Equal by
-    #: default: a retrain's storm validation rows are high-volatility spells and the edges of storms,
-    #: never a recovery, so skill on them ranks the members by what they share.
-    ensemble_storm_member_weights: Literal["equal", "skill"] = "equal"
     #: The VIX above which a row is a storm for the storm weights and members; ``None``: the
     #: labeler's crash threshold, ``monitors.regimes.vix_crash_above``.
     ensemble_storm_vix_above: float | None = Field(None, gt=0)

@@ -15,7 +15,7 @@ from flows.config import load_config
 from tests.conftest import DEFAULT_CONFIG
 
 SEED = quality.BASE_SEED
-MEMBERS = ["lightgbm", "regime_aware", "regime_shadow"]  # a tree and the storm members: enough to fit what leaks
+MEMBERS = ["lightgbm", "regime_aware"]  # a tree and the linear member: enough to fit what leaks
 
 
 @pytest.fixture(scope="module")

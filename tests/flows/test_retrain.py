@@ -284,8 +284,7 @@ def test_the_served_ensemble_weighs_storms_apart_and_averages_skill_over_the_reg
     configured = ensemble_weighting(loaded.config)
     assert configured == {"ensemble_skill": "regime_mean", "min_regime_rows": 200, "skill_metric": "log_loss",
                           "storm_gate": StormGate("vix_level", 30.0), "min_storm_rows": 200,
-                          "storm_members": ("regime_aware", "regime_shadow"), "storm_member_weights": "equal"}
-    configured = {**configured, "storm_members": ("regime_aware",)}  # the members fitted here
+                          "storm_members": ("regime_aware",)}
     on = load_config(small_config(tmp_path / "on.yaml", validation={
         "ensemble_storm_weights": True, "ensemble_storm_members": None, "ensemble_storm_vix_above": None})).config
     assert ensemble_weighting(on)["storm_gate"] == StormGate("vix_level", 35.0)  # the labeler's crash threshold
@@ -335,15 +334,6 @@ def test_the_served_ensemble_weighs_storms_apart_and_averages_skill_over_the_reg
     for min_storm_rows in (1, 10**9):  # skill among the members on enough storm rows, or alike: one member, 1
         gated = validate(members, prepared, **{**weighting, "min_storm_rows": min_storm_rows}).ensemble
         assert dict(gated.storm_weights) == {"lightgbm": 0.0, "regime_aware": 1.0}
-    # two storm members share a storm row alike by default; by their storm skill when asked (and enough rows)
-    both = {**weighting, "storm_members": ("lightgbm", "regime_aware"), "min_storm_rows": 1}
-    assert weighting["storm_member_weights"] == "equal"
-    assert dict(validate(members, prepared, **both).ensemble.storm_weights) == {"lightgbm": 0.5, "regime_aware": 0.5}
-    by_skill = dict(validate(members, prepared, **{**both, "storm_member_weights": "skill"}).ensemble.storm_weights)
-    assert sum(by_skill.values()) == pytest.approx(1.0) and by_skill != pytest.approx({"lightgbm": 0.5,
-                                                                                       "regime_aware": 0.5})
-    with pytest.raises(ValueError, match="storm_member_weights must be 'equal' or 'skill', not 'best'"):
-        validate(members, prepared, **{**both, "storm_member_weights": "best"})
     above = (rows.features["vix_level"] > 30.0).to_numpy()
     own = positive_class_proba(members[1].model, rows.features)
     served_rows = validate(members, prepared, **weighting).ensemble_proba
