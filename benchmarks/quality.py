@@ -195,15 +195,6 @@ def with_archive_regime(config: StormwatchConfig, how: str) -> StormwatchConfig:
     return config.model_copy(update={"memory": config.memory.model_copy(update={"hybrid": hybrid})})
 
 
-def with_storm_members_among(config: StormwatchConfig, members: Sequence[str]) -> StormwatchConfig:
-    """``config`` whose storm members are those of ``members`` (none left: no storm members), for
-    the ensembles the benchmark serves from part of the zoo."""
-    validation = config.models.validation
-    kept = [m for m in validation.ensemble_storm_members or () if m in members] or None
-    validation = validation.model_copy(update={"ensemble_storm_members": kept})
-    return config.model_copy(update={"models": config.models.model_copy(update={"validation": validation})})
-
-
 def simulate(config: StormwatchConfig) -> SimulatedMarket:
     universe = config.market.universe
     source = SimulatedSource(universe, config.market.sources.simulated, horizon=config.market.labels.horizon,
@@ -304,7 +295,7 @@ def fill_replay_buffer(loaded: LoadedConfig, settings: Settings, panel: BarPanel
     """The retrain of a quarter earlier, as the product runs it (without replay: its buffer was
     empty), admitting its served model's worst validation errors to the buffer. Its served model
     is the ablation member alone: the full zoo there would double the benchmark's time."""
-    config = with_storm_members_among(loaded.config, [member])
+    config = loaded.config
     data = market_data(panel, previous)
     timeline = label_regimes(config, data)
     window = with_regimes(window_samples(config, data), timeline)
@@ -382,8 +373,6 @@ def run_seed(
     events and the universe, or change the ablation's member (tests)."""
     started = time.perf_counter()
     config = benchmark_config(base, seed, per_sector=per_sector)
-    if members is not None:
-        config = with_storm_members_among(config, members)
     loaded = LoadedConfig(config=config, path=Path("benchmarks/quality.py"), content_hash=config.content_hash())
     labeler_loaded = LoadedConfig(config=with_archive_regime(config, "labeler"), path=loaded.path,
                                   content_hash=with_archive_regime(config, "labeler").content_hash())

@@ -414,8 +414,6 @@ def _catalogue(f: _Frames, fallback_sessions: int) -> list[_Feature]:  # noqa: C
         lambda: pd.Series(f.vix[:, 0]).rolling(252).rank(pct=True).to_numpy()[:, None])
     add("vix_z_60", "macro", 60 + fallback, "z-score of the VIX over 60 sessions",
         lambda: R.ratio(f.vix - R.mean(f.vix, 60), R.std(f.vix, 60)))
-    add("vix_max_63", "macro", 63 + fallback, "highest VIX close over the last 63 sessions: a storm's shadow, "
-        "still high in the recovery after it when today's VIX has come down", lambda: R.maximum(f.vix, 63))
     add("vix_premium", "macro", fallback, "VIX / (100 x market proxy's 20-session realised volatility)",
         lambda: R.ratio(f.vix, R.std(f.market_r1, 20) * ANNUALISE * 100))
     add("vix_ratio_5_20", "macro", 20 + fallback, "5-session mean VIX / 20-session mean VIX",

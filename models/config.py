@@ -11,13 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from market.checks import check_shares_sum_to_one
 from market.vocabulary import REGIMES, Regime
 
-#: The slots of the zoo (SPEC.md's eight, "Models", and issue 13's two); the configuration fills each
-#: with a class.
+#: The eight slots of the zoo (SPEC.md, "Models"); the configuration fills each with a class.
 ModelName = Literal[
     "random_forest", "xgboost", "lightgbm", "extra_trees",
     "gradient_boosting", "mlp", "logistic_regression", "svm",
     "regime_aware",  # models.regime_aware: return signals x causal market state (issue 13)
-    "regime_shadow",  # the same class read by the quarter's highest VIX: a storm's shadow (issue 13)
 ]
 MODEL_NAMES: tuple[str, ...] = typing.get_args(ModelName)
 

@@ -54,7 +54,7 @@ def test_default_file_holds_the_spec_numbers() -> None:
         Regime.CRASH: 2.0, Regime.RECOVERY: 1.5, Regime.HIGH_VOLATILITY: 1.3,
         Regime.NORMAL: 1.0, Regime.LOW_VOLATILITY: 0.8}
     assert config.memory.replay.worst_fraction == 0.05
-    assert len(config.models.zoo) == 10  # the eight of SPEC.md, regime_aware and regime_shadow (issue 13)
+    assert len(config.models.zoo) == 9  # the eight of SPEC.md and regime_aware (issue 13)
     assert config.flows.retrain_schedule.cron == "0 21 * * 6"
     assert config.flows.retrain_schedule.timezone == "America/New_York"
 
