@@ -74,10 +74,10 @@ class ValidationConfig(_Section):
     #: express the sign flip (``regime_aware``) is then not outvoted in a storm by members that
     #: cannot. Among several, their storm weights come from their skill on the storm validation rows
     #: when there are ``ensemble_min_storm_rows`` of them, else they share alike. ``None``: off.
-    ensemble_storm_members: list[str] | None = None
+    ensemble_storm_members: list[str] | None = ["regime_aware"]
     #: The VIX above which a row is a storm for the storm weights and members; ``None``: the
     #: labeler's crash threshold, ``monitors.regimes.vix_crash_above``.
-    ensemble_storm_vix_above: float | None = Field(None, gt=0)
+    ensemble_storm_vix_above: float | None = Field(30.0, gt=0)
 
 
 class GateConfig(_Section):
@@ -158,6 +158,9 @@ def _default_zoo() -> dict[str, MemberSpec]:
                                     C=0.05, max_iter=500),
         "svm": spec("models.zoo", "NystroemSVC", preprocess="standardize", n_components=300, C=0.1,
                     random_state=0, max_rows=200_000),
+        "regime_aware": spec("models.regime_aware", "RegimeInteractionClassifier",
+                             signal_columns=["excess_ret_5"], knots={"vix_level": [20.0, 30.0, 40.0]},
+                             basis="step", state_effects=False, C=0.1, max_iter=300),
     }
 
 
@@ -226,8 +229,10 @@ class ModelsConfig(_Section):
         if members is not None:
             unknown = [m for m in members if m not in self.zoo]
             if unknown or not members:
-                raise ValueError(f"validation.ensemble_storm_members names {unknown or 'no member'}: "
-                                 f"list members of the zoo ({', '.join(self.zoo)})")
+                given = "ensemble_storm_members" in self.validation.model_fields_set
+                raise ValueError(f"validation.ensemble_storm_members names {unknown or 'no member'}"
+                                 f"{'' if given else ' (its default)'}: list members of the zoo "
+                                 f"({', '.join(self.zoo)}), or null for no storm members")
         return self
 
     @field_validator("zoo")

@@ -29,6 +29,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.received: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.bodies: list[dict[str, Any]] = []  # every notification so far, in order of arrival
         received = self.received
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,18 +48,34 @@ class Receiver:
         self.thread.start()
 
     def wait_for(self, predicate: Any, timeout: float = 30.0) -> dict[str, Any]:
-        """The first notification satisfying ``predicate`` (others are skipped), within ``timeout``."""
+        """The first notification satisfying ``predicate``, among those received so far or within
+        ``timeout``; the others stay for the next call."""
         deadline = time.monotonic() + timeout
-        seen = []
-        while time.monotonic() < deadline:
+        while True:
+            for body in self.bodies:
+                if predicate(body):
+                    return body
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no matching notification within {timeout} s; received: {self.bodies}")
             try:
-                body = self.received.get(timeout=0.25)
+                self.bodies.append(self.received.get(timeout=0.25))
             except queue.Empty:
-                continue
-            if predicate(body):
-                return body
-            seen.append(body)
-        raise AssertionError(f"no matching notification within {timeout} s; received: {seen}")
+                pass
+
+    def until_notified(self, emit: Any, predicate: Any, *, attempts: int = 4, each: float = 15.0) -> dict[str, Any]:
+        """``emit()``, again up to ``attempts`` times, until a notification satisfies ``predicate``.
+        The server's triggers service learns of a created or changed automation asynchronously
+        (notes/prefect-3.md: the automation must exist before the event), so on a loaded machine
+        an event just after ``install_alerts`` can still meet the old do-nothing automation and
+        be lost; a later one is not. Without a notification after every attempt, it fails."""
+        for attempt in range(1, attempts + 1):
+            emit()
+            try:
+                return self.wait_for(predicate, timeout=each)
+            except AssertionError:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.server.shutdown()
@@ -115,18 +132,20 @@ def test_a_drift_event_notifies_the_webhook_templated_and_a_second_install_chang
         assert after[spec.name].model_dump() == before[spec.name].model_dump()
     assert [a.type for a in after["stormwatch-drift"].actions] == ["send-notification"]
 
-    emit_event(event="stormwatch.drift.detected",
-               resource={"prefect.resource.id": "stormwatch.market.alert-test",
-                         "prefect.resource.name": "alert-test"},
-               payload={"source": "alert-test", "session": "2026-03-13", "detector": "prediction",
-                        "statistic": 0.37, "summary": "prediction drift: log loss up 12%"})
-    emit_event(event="stormwatch.gate.failed",
-               resource={"prefect.resource.id": "stormwatch.model.alert-test",
-                         "prefect.resource.name": "alert-test"},
-               payload={"run_id": "run-7", "champion": "run-3",
-                        "reasons": ["crash log loss worse by 0.04", "calibration off"]})
-    EventsWorker.drain_all(timeout=10)
-    drift = receiver.wait_for(lambda b: "drift" in b.get("subject", ""))
+    def emit_both() -> None:
+        emit_event(event="stormwatch.drift.detected",
+                   resource={"prefect.resource.id": "stormwatch.market.alert-test",
+                             "prefect.resource.name": "alert-test"},
+                   payload={"source": "alert-test", "session": "2026-03-13", "detector": "prediction",
+                            "statistic": 0.37, "summary": "prediction drift: log loss up 12%"})
+        emit_event(event="stormwatch.gate.failed",
+                   resource={"prefect.resource.id": "stormwatch.model.alert-test",
+                             "prefect.resource.name": "alert-test"},
+                   payload={"run_id": "run-7", "champion": "run-3",
+                            "reasons": ["crash log loss worse by 0.04", "calibration off"]})
+        EventsWorker.drain_all(timeout=10)
+
+    drift = receiver.until_notified(emit_both, lambda b: "drift" in b.get("subject", ""))
     assert drift["subject"] == "Stormwatch: prediction drift on alert-test"
     assert drift["body"] == ("prediction drift: log loss up 12% (session 2026-03-13, statistic 0.37). "
                              "A retraining is triggered.")
@@ -143,9 +162,12 @@ def test_a_failed_stormwatch_flow_run_notifies_the_webhook(
 
     install_alerts(FlowsConfig(alerts=AlertsConfig(webhook_url=receiver.url)))
     missing = tmp_path / "no-such-config.yaml"
-    with pytest.raises(Exception, match="no-such-config.yaml"):
-        retrain(config_path=str(missing))  # the real flow, failing at its first step
-    failed = receiver.wait_for(lambda b: b.get("subject", "").startswith("Stormwatch: retrain run"))
+
+    def fail_a_run() -> None:
+        with pytest.raises(Exception, match="no-such-config.yaml"):
+            retrain(config_path=str(missing))  # the real flow, failing at its first step
+
+    failed = receiver.until_notified(fail_a_run, lambda b: b.get("subject", "").startswith("Stormwatch: retrain run"))
     assert failed["subject"].endswith(" Failed")
     assert "retrain/retrain-default-today -> Failed" in failed["body"]
 

@@ -172,3 +172,22 @@ def test_a_home_that_cannot_hold_state_is_refused_by_name(tmp_path: Path) -> Non
         Settings(home=tmp_path / "file").check_home()
     with pytest.raises(HomeUnavailable, match=r"cannot be created \(.*file is not a writable directory\)"):
         Settings(home=tmp_path / "file" / "home").check_home()
+
+
+def test_a_file_without_a_models_section_trains_the_packaged_models() -> None:
+    """The packaged file's models section is the defaults: a user's file that leaves it out (or
+    any key of it) gets the zoo and storm members the packaged file names, not a quieter model."""
+    from models.config import ModelsConfig
+
+    assert load_config().config.models == ModelsConfig()
+    assert ModelsConfig().validation.ensemble_storm_members == ["regime_aware"]
+
+
+def test_a_trimmed_zoo_without_the_default_storm_member_says_how_to_fix_it() -> None:
+    def trim(raw: dict[str, Any]) -> None:
+        raw["models"]["zoo"] = {"lightgbm": raw["models"]["zoo"]["lightgbm"]}
+        del raw["models"]["validation"]["ensemble_storm_members"]
+
+    message = broken(trim)
+    assert "ensemble_storm_members names ['regime_aware'] (its default)" in message, message
+    assert "or null for no storm members" in message, message

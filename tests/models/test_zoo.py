@@ -36,8 +36,10 @@ def small(spec):  # the configured member, sized for a test
 @pytest.fixture(scope="module")
 def data() -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(0)
-    X = pd.DataFrame(rng.normal(size=(1500, 6)), columns=[f"f{i}" for i in range(6)])
-    y = (X["f0"] + rng.normal(scale=2.0, size=len(X)) > 0).astype(int).to_numpy()
+    # the informative column and one more under the names the regime-aware member reads (its VIX
+    # steps never fire at these values, so it reads the signal alone)
+    X = pd.DataFrame(rng.normal(size=(1500, 6)), columns=["excess_ret_5", "f1", "f2", "f3", "vix_level", "f5"])
+    y = (X["excess_ret_5"] + rng.normal(scale=2.0, size=len(X)) > 0).astype(int).to_numpy()
     return X, y
 
 
@@ -89,7 +91,7 @@ def test_every_member_fits_and_predicts_with_missing_features(name: str, data) -
     for frame in (holed, live):
         p = model.predict_proba(frame)[:, 1]
         assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all(), name
-    assert ((model.predict_proba(holed)[:, 1] > 0.5) == y).mean() > 0.55, name  # f0 still informs
+    assert ((model.predict_proba(holed)[:, 1] > 0.5) == y).mean() > 0.55, name  # excess_ret_5 still informs
 
 
 def test_forests_are_handed_a_frame_they_can_fit_with_missing_values(data) -> None:
@@ -184,7 +186,7 @@ def test_storm_rows_are_served_with_the_storm_weights(data) -> None:
     holed["f1"] = np.nan  # no VIX, no storm: the calm weights serve
     np.testing.assert_array_equal(ensemble.storm_rows(holed), np.zeros(len(X), dtype=bool))
     with pytest.raises(KeyError, match="storm gate reads the feature 'vix_level'"):
-        StormGate().mask(X)
+        StormGate().mask(X.drop(columns="vix_level"))
     with pytest.raises(ValueError, match="give both or neither"):
         SoftVotingEnsemble(members, {"logistic_regression": 0.25, "lightgbm": 0.75}, tuple(X.columns),
                            storm_weights={"logistic_regression": 1.0, "lightgbm": 0.0})
