@@ -5,8 +5,8 @@
 Design choices are made on development markets (seeds from ``quality.DEVELOPMENT_SEED``), never
 on the evaluation seeds whose figures ``quality.json`` holds. The full benchmark takes about four
 minutes a market; one member as the whole zoo (so it is the served ensemble, the only storm
-member, the ablation member and the replay's model) takes about 20 s, so twenty markets per
-setup fit in a few minutes. Twenty, not eight: a member's storm edge share swings by tens of
+member, the ablation member and the replay's model) takes about 20 s, so twenty markets take
+about 7 minutes a setup. Twenty, not eight: a member's storm edge share swings by tens of
 points between markets (issue 13, stop 21: a setup that took 62% of the COVID crash's edge on
 development markets 1 to 8 took 6% on the evaluation ten).
 
