@@ -47,6 +47,7 @@ STORM_CELLS: tuple[tuple[str, str], ...] = (
     ("held-out 2020 COVID recovery", "crash"),
     ("held-out 2020 COVID recovery", "recovery"),
     ("live storm after today", "crash"),
+    ("live storm after today", "recovery"),
 )
 CONFIGURED = "configured"
 

@@ -198,6 +198,29 @@ class _Feature:
     history: bool = False
 
 
+#: ``storm_63``: the regime labeler's default crash rules (``monitors.regimes``: a VIX above 35, a
+#: fall of 15% from the highest close of the 10 sessions before), remembered for its recovery
+#: exit of 63 sessions. Fixed here like every feature's constants: ``market`` reads no other room's
+#: configuration, and a feature's meaning must not change with the labeler's thresholds.
+STORM_VIX_ABOVE = 35.0
+STORM_FALL = 0.15
+STORM_FALL_SESSIONS = 10
+STORM_MEMORY_SESSIONS = 63
+
+
+def _storm(close: np.ndarray, vix: np.ndarray) -> np.ndarray:
+    """1.0 in a storm or its aftermath, 0.0 outside, NaN without the history (see ``storm_63``).
+
+    Why a feature of its own: a recovery's VIX comes back down to where volatile spells sit, so the
+    VIX alone reads it as one of them; the market's fall before it is still in memory."""
+    prior_high = rolling.shift(rolling.maximum(close, STORM_FALL_SESSIONS), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fell = np.where(np.isnan(prior_high) | np.isnan(close), np.nan,
+                        (close / prior_high - 1.0 <= -STORM_FALL).astype("float64"))
+        high_vix = np.where(np.isnan(vix), np.nan, (vix > STORM_VIX_ABOVE).astype("float64"))
+    return np.maximum(rolling.maximum(fell, STORM_MEMORY_SESSIONS), high_vix)
+
+
 def _catalogue(f: _Frames, fallback_sessions: int) -> list[_Feature]:  # noqa: C901 - one flat list reads best
     """Every feature, in catalogue order. ``f`` is only touched when a thunk is called, so the
     catalogue can be listed without data (``_catalogue(None, sessions)``). The VIX features'
@@ -414,6 +437,11 @@ def _catalogue(f: _Frames, fallback_sessions: int) -> list[_Feature]:  # noqa: C
         lambda: pd.Series(f.vix[:, 0]).rolling(252).rank(pct=True).to_numpy()[:, None])
     add("vix_z_60", "macro", 60 + fallback, "z-score of the VIX over 60 sessions",
         lambda: R.ratio(f.vix - R.mean(f.vix, 60), R.std(f.vix, 60)))
+    add("storm_63", "macro", max(STORM_FALL_SESSIONS + STORM_MEMORY_SESSIONS, fallback),
+        f"1 if the VIX is above {STORM_VIX_ABOVE:g} or, on any of the last {STORM_MEMORY_SESSIONS} sessions, the "
+        f"market proxy closed {STORM_FALL:.0%} or more below its highest close of the {STORM_FALL_SESSIONS} "
+        "sessions before; else 0: a storm and the recovery after it, whose VIX is back among calmer spells'",
+        lambda: _storm(f.pc, f.vix))
     add("vix_premium", "macro", fallback, "VIX / (100 x market proxy's 20-session realised volatility)",
         lambda: R.ratio(f.vix, R.std(f.market_r1, 20) * ANNUALISE * 100))
     add("vix_ratio_5_20", "macro", 20 + fallback, "5-session mean VIX / 20-session mean VIX",

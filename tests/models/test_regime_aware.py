@@ -204,7 +204,7 @@ def test_configured_in_the_zoo_from_the_allow_list_with_causal_columns_only() ->
     columns = [*model.signal_columns, *state]
     assert set(columns) <= set(FEATURE_NAMES), sorted(set(columns) - set(FEATURE_NAMES))
     # the setup chosen on the development markets' validation sets (flows/stormwatch.yaml says the figures)
-    assert state == ["vix_level"] and model.knots == {"vix_level": [20.0, 30.0, 40.0]}
+    assert state == ["vix_level", "storm_63"] and model.knots == {"vix_level": [20.0, 30.0], "storm_63": [0.5]}
     assert model.basis == "step" and model.state_effects is False
     with pytest.raises(ZooConfigError, match="models.zoo.regime_aware.kwargs.signal"):
         build_estimator("models.regime_aware", "RegimeInteractionClassifier", {"signal": ["ret_5"]},
