@@ -159,8 +159,9 @@ def _default_zoo() -> dict[str, MemberSpec]:
         "svm": spec("models.zoo", "NystroemSVC", preprocess="standardize", n_components=300, C=0.1,
                     random_state=0, max_rows=200_000),
         "regime_aware": spec("models.regime_aware", "RegimeInteractionClassifier",
-                             signal_columns=["excess_ret_5"], knots={"vix_level": [20.0, 30.0], "storm_63": [0.5]},
-                             basis="step", state_effects=False, C=0.1, max_iter=300),
+                             signal_columns=["excess_ret_5"],
+                             knots={"vix_level": [20.0, 30.0], "storm_63": [0.5]}, basis="step",
+                             state_effects=False, C=0.1, max_iter=300),
     }
 
 
