@@ -95,6 +95,9 @@ def test_features_agree_with_direct_pandas_computations(panel_2005_2011: BarPane
     sectors = pd.Series(p.sectors)
     sector_mean_5 = np.log(p.close).diff(5).T.groupby(sectors).transform("mean").T
     vix = p.vix
+    prior_high = p.proxy["close"].rolling(10).max().shift(1)
+    fell = (p.proxy["close"] / prior_high - 1 <= -0.15).astype(float).where(prior_high.notna())
+    storm = np.maximum(fell.rolling(63).max(), (vix > 35).astype(float).where(vix.notna()))
     expected = {
         "vol_20": r.rolling(20).std() * np.sqrt(252),
         "skew_20": r.rolling(20).skew(),
@@ -113,6 +116,7 @@ def test_features_agree_with_direct_pandas_computations(panel_2005_2011: BarPane
         "vix_pct_252": pd.DataFrame({s: vix.rolling(252).rank(pct=True) for s in p.symbols}),
         "up_volume_share_20": (p.volume.where(r > 0, 0.0).rolling(20).sum() / p.volume.rolling(20).sum()),
         "breadth_up": pd.DataFrame({s: (r > 0).mean(axis=1) for s in p.symbols}),
+        "storm_63": pd.DataFrame({s: storm for s in p.symbols}),
     }
     sample = features.sample(2000, random_state=0)
     dates = sample.index.get_level_values("date")
@@ -121,6 +125,26 @@ def test_features_agree_with_direct_pandas_computations(panel_2005_2011: BarPane
         values = frame.stack().reindex(pd.MultiIndex.from_arrays([dates, symbols])).to_numpy(dtype="float64")
         np.testing.assert_allclose(sample[name].to_numpy(dtype="float64"), values, rtol=2e-4, atol=2e-6,
                                    err_msg=name)
+
+
+def test_the_storm_state_holds_through_a_crash_and_the_63_sessions_after_its_last_fall(
+        panel_2005_2011: BarPanel, features: pd.DataFrame) -> None:
+    """storm_63 is what lets a model read a recovery (its VIX back among calmer spells') like the
+    crash before it: on from the crisis's first close 15% under the 10 before (the simulator's
+    scripted October 2008 shock at the latest) until 63 sessions after its last, whatever the VIX,
+    and off where neither a fall is that recent nor the VIX above 35."""
+    storm = features["storm_63"].groupby(level="date").first()
+    close, vix = panel_2005_2011.proxy["close"], panel_2005_2011.vix
+    fell = (close / close.rolling(10).max().shift(1) - 1 <= -0.15).loc["2008-09-01":"2009-03-31"]
+    first_fall, last_fall = fell[fell].index.min(), fell[fell].index.max()
+    assert first_fall <= pd.Timestamp("2008-10-15")  # the scripted shock falls 24% from 1 October
+    sessions = storm.index
+    held = sessions[sessions.get_loc(first_fall): sessions.get_loc(last_fall) + 63]
+    assert storm.reindex(held).eq(1.0).all()
+    assert (vix.reindex(held) <= 35).any()  # on where the VIX alone would not be
+    calm_2006 = storm.loc["2006"][vix.reindex(storm.loc["2006"].index) <= 35]
+    assert len(calm_2006) > 100 and calm_2006.eq(0.0).all()  # no fall in 2006 of this market
+    assert set(np.unique(storm.to_numpy())) == {0.0, 1.0}
 
 
 def test_short_histories_are_dropped_and_counted(panel_2005_2011: BarPanel) -> None:

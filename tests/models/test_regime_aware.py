@@ -209,3 +209,34 @@ def test_configured_in_the_zoo_from_the_allow_list_with_causal_columns_only() ->
     with pytest.raises(ZooConfigError, match="models.zoo.regime_aware.kwargs.signal"):
         build_estimator("models.regime_aware", "RegimeInteractionClassifier", {"signal": ["ret_5"]},
                         where="models.zoo.regime_aware")
+
+
+def _spells_crashes_recovery(n: int, seed: int, *, recovery: bool) -> tuple[pd.DataFrame, np.ndarray]:
+    """Momentum in high-volatility spells (VIX 20-40, no storm), reversal in crashes (VIX 50-80, a
+    storm) and, where ``recovery``, in the recovery after one: a VIX back at 30-40, the crash's fall
+    still in the storm state's memory. Labels follow the signal's sign 84% of the time."""
+    rng = np.random.default_rng(seed)
+    kind = rng.choice(3, size=n, p=[0.5, 0.0, 0.5] if recovery else [0.75, 0.25, 0.0])
+    vix = np.select([kind == 0, kind == 1], [rng.uniform(20, 40, n), rng.uniform(50, 80, n)], rng.uniform(30, 40, n))
+    storm = (kind > 0).astype(float)
+    signal = rng.normal(size=n)
+    y = (np.where(kind == 0, 1.0, -1.0) * signal + rng.normal(scale=1.0, size=n) > 0).astype(int)
+    return pd.DataFrame({"excess_ret_5": signal, "vix_level": vix, "storm_63": storm}), y
+
+
+def test_the_storm_state_carries_a_crashs_reversal_into_a_recovery_training_never_showed() -> None:
+    """With the only recovery held out, training holds crashes and high-volatility spells alone. A
+    recovery's VIX is back among the spells' (momentum), so steps of the VIX alone (the previous
+    setup, 20/30/40) get it wrong; the configured setup also reads storm_63, which the crash and
+    its recovery share, and keeps the reversal there without losing the spells' momentum."""
+    X, y = _spells_crashes_recovery(8000, 0, recovery=False)
+    test_X, test_y = _spells_crashes_recovery(8000, 1, recovery=True)
+    recovering = test_X["storm_63"].to_numpy() == 1.0
+    spec = load_config(DEFAULT_CONFIG).config.models.zoo["regime_aware"]  # type: ignore[index]
+    vix_only = spec.model_copy(update={"kwargs": {**spec.kwargs, "knots": {"vix_level": [20.0, 30.0, 40.0]}}})
+    hits = {}
+    for name, member in (("configured", spec), ("vix only", vix_only)):
+        hit = member.build(where="models.zoo.regime_aware").fit(X, y).predict(test_X) == test_y
+        hits[name] = (hit[recovering].mean(), hit[~recovering].mean())
+    assert hits["configured"][0] > 0.7 and hits["vix only"][0] < 0.5, hits
+    assert min(hits["configured"][1], hits["vix only"][1]) > 0.7, hits  # spells: momentum, both
