@@ -83,19 +83,34 @@ def with_member_setup(base: StormwatchConfig, member: str, kwargs: Mapping[str, 
     return base.model_copy(update={"models": models})
 
 
+def _markets_with(seeds: Sequence[dict[str, Any]], test: str, regime: str) -> int:
+    """How many markets have served rows in the cell (the labeler finds a live recovery in few)."""
+    return sum(any(r["test"] == test and r["regime"] == regime and r["variant"] == quality.ENSEMBLE
+                   and r["regime_source"] == "labeler" and r["n"] > 0 for r in run["records"]) for run in seeds)
+
+
 def edge_table(runs: Mapping[str, list[dict[str, Any]]]) -> pd.DataFrame:
-    """Per setup (rows): the served edge share on each storm cell, their mean and their worst."""
+    """Per setup (rows): the served edge share on each storm cell, their mean and their worst. A
+    cell that fewer than half the markets have is shown, named with its count, but left out of the
+    mean and the worst: two markets' recovery sessions would outvote twenty markets' crashes."""
     out = {}
     for name, seeds in runs.items():
         table = quality.summarise(seeds)
         served = table.loc[(table["variant"] == quality.ENSEMBLE) & (table["regime_source"] == "labeler")]
-        cells = {}
+        cells, judged = {}, []
         for test, regime in STORM_CELLS:
             hit = served.loc[(served["test"] == test) & (served["regime"] == regime), "edge_share"]
-            if not hit.empty:
-                cells[f"{test.removeprefix('held-out ')}: {regime}"] = float(hit.iloc[0])
-        row = pd.Series(cells)
-        out[name] = pd.concat([row, pd.Series({"mean": row.mean(), "worst": row.min()})])
+            if hit.empty:
+                continue
+            label = f"{test.removeprefix('held-out ')}: {regime}"
+            markets = _markets_with(seeds, test, regime)
+            if 2 * markets < len(seeds):
+                label += f" ({markets} of {len(seeds)} markets)"
+            else:
+                judged.append(label)
+            cells[label] = float(hit.iloc[0])
+        row = pd.Series(cells, dtype="float64")
+        out[name] = pd.concat([row, pd.Series({"mean": row[judged].mean(), "worst": row[judged].min()})])
     return pd.DataFrame(out).T
 
 

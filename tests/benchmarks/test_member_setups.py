@@ -36,3 +36,27 @@ def test_a_setup_that_cannot_flip_loses_the_crash_the_configured_one_gets(capsys
     crash = table["live storm after today: crash"]
     assert crash["configured"] > 0.3 and crash["no flip"] < 0.0, crash.to_dict()
     assert "| setup (1 development market) |" in capsys.readouterr().out
+
+
+def _records(cells: dict[tuple[str, str], tuple[int, int]]) -> list[dict]:
+    """A market's labeler-regime records: per (test, regime), the oracle's and the served hits of 100."""
+    out = []
+    for (test, regime), (oracle, served) in cells.items():
+        for variant, hits in (("oracle", oracle), (quality.ENSEMBLE, served)):
+            out.append({"test": test, "kind": "held_out", "variant": variant, "regime_source": "labeler",
+                        "regime": regime, "n": 100, "hits": hits, "up": 50, "up_hits": 25})
+    return out
+
+
+def test_a_cell_few_markets_have_is_shown_but_neither_the_mean_nor_the_worst() -> None:
+    """The labeler finds a live recovery in 2 of 20 development markets: its edge share is the
+    noise of a few sessions, and must not decide between setups that twenty markets' crashes rank."""
+    crash, recovery = member_setups.STORM_CELLS[0], ("live storm after today", "recovery")
+    seeds = [{"seed": 1, "records": _records({crash: (60, 55), recovery: (60, 40)})},
+             {"seed": 2, "records": _records({crash: (60, 57)})},
+             {"seed": 3, "records": _records({crash: (60, 53)})}]
+    table = member_setups.edge_table({"setup": seeds})
+    row = table.loc["setup"]
+    assert row["live storm after today: recovery (1 of 3 markets)"] == pytest.approx(-1.0)
+    assert row["worst"] == pytest.approx(0.5) and row["mean"] == pytest.approx(0.5)
+    assert row["2008 financial crisis: crash"] == pytest.approx(0.5)
