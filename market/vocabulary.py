@@ -20,6 +20,8 @@ class Regime(StrEnum):
 
 
 REGIMES: tuple[Regime, ...] = tuple(Regime)
+#: Their string values, in the same order: the labels of a samples frame's ``regime`` column.
+REGIME_NAMES: tuple[str, ...] = tuple(r.value for r in REGIMES)
 
 
 class Sector(StrEnum):

@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import _safe_indexing, check_consistent_length, check_random_state
 
 from market.checks import check_shares_sum_to_one
-from market.vocabulary import REGIMES, Regime
+from market.vocabulary import REGIME_NAMES, REGIMES, Regime
 from models.config import SamplingConfig
 from models.reports import PerRegimeRows
 
@@ -38,8 +38,7 @@ __all__ = [
     "per_regime",
 ]
 
-_REGIME_NAMES: tuple[str, ...] = tuple(r.value for r in REGIMES)
-_REGIME_INDEX = pd.Index(_REGIME_NAMES, dtype=object)
+_REGIME_INDEX = pd.Index(REGIME_NAMES, dtype=object)
 _SIZE_RULES = ("keep_rare", "same")
 _POLICIES = ("redistribute", "fail")
 #: Quotas ``share * size`` are rounded to this many decimals before flooring, so that float noise
@@ -52,7 +51,7 @@ _SHARE_TOLERANCE = 1e-9
 #: even when a large archive puts them above their target share (notes/simulator.md: cutting
 #: crash rows to a fixed size did worse than keeping them all).
 RARE_REGIMES: tuple[str, ...] = (Regime.CRASH.value, Regime.RECOVERY.value)
-_RARE = np.isin(np.array(_REGIME_NAMES), RARE_REGIMES)
+_RARE = np.isin(np.array(REGIME_NAMES), RARE_REGIMES)
 
 
 def encode_regimes(regimes: Any) -> np.ndarray:
@@ -73,7 +72,7 @@ def encode_regimes(regimes: Any) -> np.ndarray:
     if (codes < 0).any():
         unknown = sorted({str(v) for v in labels[codes < 0]})
         raise ValueError(
-            f"unknown regime label(s): {', '.join(unknown)}; known regimes are {', '.join(_REGIME_NAMES)}"
+            f"unknown regime label(s): {', '.join(unknown)}; known regimes are {', '.join(REGIME_NAMES)}"
         )
     return codes.astype(np.intp)
 
@@ -90,14 +89,14 @@ def per_regime(values: Mapping[Any, Any], what: str) -> np.ndarray:
     if not isinstance(values, Mapping):
         raise ValueError(f"{what} must be a mapping from regime to number, got {type(values).__name__}")
     keys = {str(k): k for k in values}
-    unknown = sorted(k for k in keys if k not in _REGIME_NAMES)
+    unknown = sorted(k for k in keys if k not in REGIME_NAMES)
     if unknown:
         raise ValueError(f"{what} name unknown regime(s): {', '.join(unknown)}")
-    missing = [r for r in _REGIME_NAMES if r not in keys]
+    missing = [r for r in REGIME_NAMES if r not in keys]
     if missing:
         raise ValueError(f"{what} lack a value for: {', '.join(missing)}")
-    out = np.empty(len(_REGIME_NAMES))
-    for i, name in enumerate(_REGIME_NAMES):
+    out = np.empty(len(REGIME_NAMES))
+    for i, name in enumerate(REGIME_NAMES):
         value = values[keys[name]]
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
             raise ValueError(f"{what}: the value for {name} must be a finite number, got {value!r}")
@@ -305,11 +304,11 @@ class RegimeBalancedSampler(BaseEstimator):
             raise ValueError("cannot balance an empty training set: regimes has no rows")
 
         empty = (targets > 0) & (counts == 0)
-        empty_names = tuple(_REGIME_NAMES[i] for i in np.flatnonzero(empty))
+        empty_names = tuple(REGIME_NAMES[i] for i in np.flatnonzero(empty))
         note = ""
         shares = targets / targets.sum()
         if empty.any():
-            listed = ", ".join(f"{_REGIME_NAMES[i]} (target {targets[i]:g})" for i in np.flatnonzero(empty))
+            listed = ", ".join(f"{REGIME_NAMES[i]} (target {targets[i]:g})" for i in np.flatnonzero(empty))
             if policy == "fail":
                 raise ValueError(
                     f"no samples of regime(s) {listed}; empty_regime_policy='redistribute' would spread "
@@ -341,7 +340,7 @@ class RegimeBalancedSampler(BaseEstimator):
         indices = np.sort(np.concatenate(parts).astype(np.intp), kind="stable")
 
         self.size_ = size
-        self.targets_ = dict(zip(_REGIME_NAMES, shares.tolist(), strict=True))
+        self.targets_ = dict(zip(REGIME_NAMES, shares.tolist(), strict=True))
         self.report_ = SamplingReport(
             regimes=tuple(
                 RegimeSampling(
@@ -355,7 +354,7 @@ class RegimeBalancedSampler(BaseEstimator):
                     oversampled=int(max(wanted[i] - counts[i], 0)),
                     dropped=int(max(counts[i] - wanted[i], 0)),
                 )
-                for i, name in enumerate(_REGIME_NAMES)
+                for i, name in enumerate(REGIME_NAMES)
             ),
             n_before=n,
             n_after=size,
@@ -401,7 +400,7 @@ class RegimeBalancedSampler(BaseEstimator):
         else:
             targets = self.targets
         values = per_regime(targets, "sampling targets")
-        check_shares_sum_to_one(dict(zip(_REGIME_NAMES, values.tolist(), strict=True)), "sampling targets")
+        check_shares_sum_to_one(dict(zip(REGIME_NAMES, values.tolist(), strict=True)), "sampling targets")
         return values
 
     def _balanced_size(self, shares: np.ndarray, counts: np.ndarray) -> int:

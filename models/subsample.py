@@ -24,13 +24,12 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from market.vocabulary import REGIMES
+from market.vocabulary import REGIME_NAMES
 from models.reports import PerRegimeRows
 from models.sampling import encode_regimes, largest_remainder
 
 __all__ = ["RegimeSubsample", "SessionBlockSubsampler", "SubsampleReport"]
 
-_REGIME_NAMES: tuple[str, ...] = tuple(r.value for r in REGIMES)
 
 
 @dataclass(frozen=True)
@@ -165,7 +164,7 @@ class SessionBlockSubsampler(BaseEstimator):
                                         sessions_after=len(sessions), blocks=n_blocks, blocks_after=n_blocks)
             return kept
 
-        n_regimes = len(_REGIME_NAMES)
+        n_regimes = len(REGIME_NAMES)
         per_block = np.bincount(block_of_row * n_regimes + codes, minlength=n_blocks * n_regimes)
         per_block = per_block.reshape(n_blocks, n_regimes)
         block_rows = per_block.sum(axis=1)
@@ -203,7 +202,7 @@ class SessionBlockSubsampler(BaseEstimator):
 
     def _report(self, codes: np.ndarray, weights: np.ndarray | None, kept: np.ndarray, *, subsampled: bool,
                 sessions: int, sessions_after: int, blocks: int, blocks_after: int) -> SubsampleReport:
-        n_regimes = len(_REGIME_NAMES)
+        n_regimes = len(REGIME_NAMES)
         before = np.bincount(codes, minlength=n_regimes)
         after = np.bincount(codes[kept], minlength=n_regimes)
         w_before = w_after = None
@@ -229,7 +228,7 @@ class SessionBlockSubsampler(BaseEstimator):
                 RegimeSubsample(regime=name, rows_before=int(before[i]), rows_after=int(after[i]),
                                 share_before=float(before[i] / n), share_after=float(after[i] / m),
                                 weight_share_before=share(w_before, i), weight_share_after=share(w_after, i))
-                for i, name in enumerate(_REGIME_NAMES) if before[i] > 0
+                for i, name in enumerate(REGIME_NAMES) if before[i] > 0
             ),
         )
 

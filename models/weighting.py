@@ -18,14 +18,13 @@ from sklearn.base import BaseEstimator
 from sklearn.metrics import accuracy_score, mean_absolute_error
 from sklearn.utils import check_consistent_length
 
-from market.vocabulary import REGIMES
+from market.vocabulary import REGIME_NAMES, REGIMES
 from models.config import ModelsConfig
 from models.reports import PerRegimeRows
 from models.sampling import encode_regimes, per_regime
 
 __all__ = ["RegimeWeighter", "RegimeWeightShare", "WeightReport", "weighted_accuracy", "weighted_mae"]
 
-_REGIME_NAMES: tuple[str, ...] = tuple(r.value for r in REGIMES)
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ class RegimeWeighter(BaseEstimator):
                     sample_share=float(sample_share[i]),
                     weight_share=float(weight_share[i]),
                 )
-                for i, name in enumerate(_REGIME_NAMES)
+                for i, name in enumerate(REGIME_NAMES)
             ),
             n=n,
             effective_size=total,
@@ -128,7 +127,7 @@ class RegimeWeighter(BaseEstimator):
     def _regime_weights(self) -> np.ndarray:
         weights = ModelsConfig.model_fields["weights"].default if self.weights is None else self.weights
         values = per_regime(weights, "regime weights")
-        bad = [f"{name}={v:g}" for name, v in zip(_REGIME_NAMES, values, strict=True) if v <= 0]
+        bad = [f"{name}={v:g}" for name, v in zip(REGIME_NAMES, values, strict=True) if v <= 0]
         if bad:
             raise ValueError(f"regime weights must be positive: {', '.join(bad)}")
         return values
