@@ -109,3 +109,17 @@ def test_development_markets_are_not_the_evaluation_and_never_overwrite_it() -> 
     assert quality.results_stem(10) == "quality"
     assert quality.results_stem(3) == "quality-3-seeds"
     assert quality.results_stem(10, development=True) == "quality-development-10-seeds"
+
+
+def test_the_readme_shows_the_committed_runs_tables() -> None:
+    """The README's quality tables are the committed JSON's, as the benchmark prints them: a rerun
+    whose figures did not reach the README (or a README edited by hand) fails here."""
+    import json
+
+    root = Path(__file__).resolve().parents[2]
+    payload = json.loads((quality.RESULTS / "quality.json").read_text())
+    table = pd.DataFrame(payload["summary"])
+    readme = (root / "README.md").read_text()
+    for text in (quality.summary_table(table), quality.summary_table(table, "true"), quality.weighting_table(table)):
+        assert text in readme, text.splitlines()[2]
+    assert len(payload["seeds"]) >= 10
