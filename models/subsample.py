@@ -31,7 +31,6 @@ from models.sampling import encode_regimes, largest_remainder
 __all__ = ["RegimeSubsample", "SessionBlockSubsampler", "SubsampleReport"]
 
 
-
 @dataclass(frozen=True)
 class RegimeSubsample:
     """One regime's rows and shares before and after a subsampling (weights when given)."""

@@ -26,7 +26,6 @@ from models.sampling import encode_regimes, per_regime
 __all__ = ["RegimeWeighter", "RegimeWeightShare", "WeightReport", "weighted_accuracy", "weighted_mae"]
 
 
-
 @dataclass(frozen=True)
 class RegimeWeightShare:
     """One regime's weight, sample count, share of the samples and share of the total weight."""

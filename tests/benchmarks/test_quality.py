@@ -4,6 +4,7 @@ with labels shuffled in time the same pipeline scores at chance."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +115,6 @@ def test_development_markets_are_not_the_evaluation_and_never_overwrite_it() -> 
 def test_the_readme_shows_the_committed_runs_tables() -> None:
     """The README's quality tables are the committed JSON's, as the benchmark prints them: a rerun
     whose figures did not reach the README (or a README edited by hand) fails here."""
-    import json
-
     root = Path(__file__).resolve().parents[2]
     payload = json.loads((quality.RESULTS / "quality.json").read_text())
     table = pd.DataFrame(payload["summary"])
