@@ -27,7 +27,6 @@ if __name__ == "__main__":  # as in benchmarks.quality: no spinning threads on a
 import argparse
 import json
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -125,9 +124,9 @@ def markdown(table: pd.DataFrame, seeds: Sequence[int]) -> str:
 
 def main(setups: Sequence[tuple[str, dict[str, Any]]], *, seeds: int, member: str = quality.ABLATION_MEMBER,
          first_seed: int = quality.DEVELOPMENT_SEED, csv: Path | None = None, per_sector: int = quality.PER_SECTOR,
-         held_out: Sequence[str] | None = None) -> pd.DataFrame:
+         held_out: Sequence[str] | None = None, jobs: int = 1) -> pd.DataFrame:
     chosen = list(range(first_seed, first_seed + seeds))
-    evaluation = set(range(quality.BASE_SEED, quality.BASE_SEED + 10))
+    evaluation = set(range(quality.BASE_SEED, quality.BASE_SEED + quality.EVALUATION_SEEDS))
     if evaluation & set(chosen):
         raise ValueError(f"seeds {sorted(evaluation & set(chosen))} are evaluation seeds: setups are compared on "
                          "development markets only")
@@ -140,16 +139,16 @@ def main(setups: Sequence[tuple[str, dict[str, Any]]], *, seeds: int, member: st
     runs: dict[str, list[dict[str, Any]]] = {}
     records = []
     for name, config in configs.items():
-        for seed in chosen:
-            started = time.perf_counter()
-            with tempfile.TemporaryDirectory(prefix="stormwatch-setups-") as home:
-                run = quality.run_seed(config, seed, home=Path(home), members=[member], ablation_member=member,
-                                       per_sector=per_sector, held_out=held_out)
+        started = time.perf_counter()
+        for run in quality.run_seeds(config, chosen, jobs=jobs, verbose=False, members=[member], ablation_member=member,
+                                     per_sector=per_sector, held_out=held_out):
             runs.setdefault(name, []).append(run)
-            records += [{"setup": name, "seed": seed, **r} for r in run["records"]]
-            print(f"  {name}, market {seed}: {time.perf_counter() - started:.0f} s", flush=True)
+            records += [{"setup": name, "seed": run["seed"], **r} for r in run["records"]]
+            print(f"  {name}, market {run['seed']}: {run['seconds']:.0f} s", flush=True)
             if csv is not None:
                 pd.DataFrame(records).to_csv(csv, index=False)
+        runs[name].sort(key=lambda run: run["seed"])
+        print(f"  {name}: {len(chosen)} markets in {time.perf_counter() - started:.0f} s", flush=True)
     table = edge_table(runs)
     print(f"\n{member}: served edge share per storm test set (labeler's regimes), each setup as the whole zoo")
     print(markdown(table, chosen))
@@ -164,10 +163,13 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=20, help="development markets (default %(default)s)")
     parser.add_argument("--first-seed", type=int, default=quality.DEVELOPMENT_SEED)
     parser.add_argument("--csv", type=Path, default=None, help="write every per-market record here")
+    parser.add_argument("--jobs", type=int, default=1, help="markets run at a time, each in its own process")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, not {args.jobs}")
     try:
         setups = [parse_setup(text) for text in args.setup]
-        main(setups, seeds=args.seeds, member=args.member, first_seed=args.first_seed, csv=args.csv)
+        main(setups, seeds=args.seeds, member=args.member, first_seed=args.first_seed, csv=args.csv, jobs=args.jobs)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -160,7 +160,7 @@ def _default_zoo() -> dict[str, MemberSpec]:
                     random_state=0, max_rows=200_000),
         "regime_aware": spec("models.regime_aware", "RegimeInteractionClassifier",
                              signal_columns=["excess_ret_5"],
-                             knots={"vix_level": [20.0, 30.0], "storm_63": [0.5]}, basis="step",
+                             knots={"vix_level": [20.0, 30.0], "storm_vix_63": [25.0]}, basis="step",
                              state_effects=False, C=0.1, max_iter=300),
     }
 

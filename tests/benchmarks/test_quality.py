@@ -122,3 +122,18 @@ def test_the_readme_shows_the_committed_runs_tables() -> None:
     for text in (quality.summary_table(table), quality.summary_table(table, "true"), quality.weighting_table(table)):
         assert text in readme, text.splitlines()[2]
     assert len(payload["seeds"]) >= 10
+
+
+def test_seeds_run_side_by_side_give_the_figures_they_give_one_after_another() -> None:
+    """``--jobs 2`` runs seeds in worker processes: each seed's records must be the ones it gets
+    alone, in the caller's process (a seed shares nothing with another: market, home, fits)."""
+    base = load_config(DEFAULT_CONFIG).config
+    seeds = [quality.BASE_SEED - 2, quality.BASE_SEED - 1]  # neither an evaluation nor a development seed
+    kwargs = {"members": ["regime_aware", "logistic_regression"], "held_out": ["2018 Volmageddon"], "per_sector": 1}
+    alone = {run["seed"]: run for run in quality.run_seeds(base, seeds, jobs=1, **kwargs)}
+    side_by_side = list(quality.run_seeds(base, seeds, jobs=2, **kwargs))
+    assert sorted(run["seed"] for run in side_by_side) == seeds
+    for run in side_by_side:
+        pd.testing.assert_frame_equal(pd.DataFrame(run["records"]), pd.DataFrame(alone[run["seed"]]["records"]))
+        assert run["ensemble_weights"] == alone[run["seed"]]["ensemble_weights"]
+    assert len({json.dumps(run["records"]) for run in side_by_side}) == 2  # two markets, not one twice

@@ -117,6 +117,7 @@ def test_features_agree_with_direct_pandas_computations(panel_2005_2011: BarPane
         "up_volume_share_20": (p.volume.where(r > 0, 0.0).rolling(20).sum() / p.volume.rolling(20).sum()),
         "breadth_up": pd.DataFrame({s: (r > 0).mean(axis=1) for s in p.symbols}),
         "storm_63": pd.DataFrame(dict.fromkeys(p.symbols, storm)),
+        "storm_vix_63": pd.DataFrame(dict.fromkeys(p.symbols, storm * vix)),
     }
     sample = features.sample(2000, random_state=0)
     dates = sample.index.get_level_values("date")

@@ -204,31 +204,38 @@ def test_configured_in_the_zoo_from_the_allow_list_with_causal_columns_only() ->
     columns = [*model.signal_columns, *state]
     assert set(columns) <= set(FEATURE_NAMES), sorted(set(columns) - set(FEATURE_NAMES))
     # the setup chosen on the development markets' validation sets (flows/stormwatch.yaml says the figures)
-    assert state == ["vix_level", "storm_63"] and model.knots == {"vix_level": [20.0, 30.0], "storm_63": [0.5]}
+    assert state == ["vix_level", "storm_vix_63"]
+    assert model.knots == {"vix_level": [20.0, 30.0], "storm_vix_63": [25.0]}
     assert model.basis == "step" and model.state_effects is False
     with pytest.raises(ZooConfigError, match="models.zoo.regime_aware.kwargs.signal"):
         build_estimator("models.regime_aware", "RegimeInteractionClassifier", {"signal": ["ret_5"]},
                         where="models.zoo.regime_aware")
 
 
-def _spells_crashes_recovery(n: int, seed: int, *, recovery: bool) -> tuple[pd.DataFrame, np.ndarray]:
+def _spells_crashes_recovery(n: int, seed: int, *, recovery: bool,
+                             calm_after: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
     """Momentum in high-volatility spells (VIX 20-40, no storm), reversal in crashes (VIX 50-80, a
     storm) and, where ``recovery``, in the recovery after one: a VIX back at 30-40, the crash's fall
-    still in the storm state's memory. Labels follow the signal's sign 84% of the time."""
+    still in the storm state's memory. A share ``calm_after`` of the rows is the calm after a storm:
+    momentum at a VIX of 12-24, the fall still in memory. Labels follow the signal's sign 84% of the
+    time."""
     rng = np.random.default_rng(seed)
-    kind = rng.choice(3, size=n, p=[0.5, 0.0, 0.5] if recovery else [0.75, 0.25, 0.0])
-    vix = np.select([kind == 0, kind == 1], [rng.uniform(20, 40, n), rng.uniform(50, 80, n)], rng.uniform(30, 40, n))
+    storms = [0.5, 0.0, 0.5] if recovery else [0.75, 0.25, 0.0]
+    kind = rng.choice(4, size=n, p=[*(p * (1 - calm_after) for p in storms), calm_after])
+    vix = np.select([kind == 0, kind == 1, kind == 2],
+                    [rng.uniform(20, 40, n), rng.uniform(50, 80, n), rng.uniform(30, 40, n)], rng.uniform(12, 24, n))
     storm = (kind > 0).astype(float)
     signal = rng.normal(size=n)
-    y = (np.where(kind == 0, 1.0, -1.0) * signal + rng.normal(scale=1.0, size=n) > 0).astype(int)
-    return pd.DataFrame({"excess_ret_5": signal, "vix_level": vix, "storm_63": storm}), y
+    y = (np.where(np.isin(kind, [0, 3]), 1.0, -1.0) * signal + rng.normal(scale=1.0, size=n) > 0).astype(int)
+    return pd.DataFrame({"excess_ret_5": signal, "vix_level": vix, "storm_63": storm, "storm_vix_63": storm * vix}), y
 
 
 def test_the_storm_state_carries_a_crashs_reversal_into_a_recovery_training_never_showed() -> None:
     """With the only recovery held out, training holds crashes and high-volatility spells alone. A
     recovery's VIX is back among the spells' (momentum), so steps of the VIX alone (the previous
-    setup, 20/30/40) get it wrong; the configured setup also reads storm_63, which the crash and
-    its recovery share, and keeps the reversal there without losing the spells' momentum."""
+    setup, 20/30/40) get it wrong; the configured setup also reads the storm state (storm_vix_63
+    above 25), which the crash and its recovery share, and keeps the reversal there without losing
+    the spells' momentum."""
     X, y = _spells_crashes_recovery(8000, 0, recovery=False)
     test_X, test_y = _spells_crashes_recovery(8000, 1, recovery=True)
     recovering = test_X["storm_63"].to_numpy() == 1.0
@@ -240,3 +247,24 @@ def test_the_storm_state_carries_a_crashs_reversal_into_a_recovery_training_neve
         hits[name] = (hit[recovering].mean(), hit[~recovering].mean())
     assert hits["configured"][0] > 0.7 and hits["vix only"][0] < 0.5, hits
     assert min(hits["configured"][1], hits["vix only"][1]) > 0.7, hits  # spells: momentum, both
+
+
+def test_the_calm_after_a_storm_keeps_its_momentum_where_a_step_of_storm_63_alone_reverses_it() -> None:
+    """storm_63 stays on for 63 sessions after a storm's last fall, through the calm that follows
+    it. Trained on crashes and spells alone (as with the COVID recovery held out), a step of
+    storm_63 itself (stop 22's setup) reverses the signal in that calm; the configured step of
+    storm_vix_63 at 25 (the storm state while the VIX is still at the labeler's high-volatility
+    threshold) reads a calm VIX in the storm's shadow as calm, and keeps the recovery's reversal."""
+    X, y = _spells_crashes_recovery(8000, 0, recovery=False)
+    test_X, test_y = _spells_crashes_recovery(12000, 1, recovery=True, calm_after=0.3)
+    calm_after = (test_X["storm_63"].to_numpy() == 1.0) & (test_X["vix_level"].to_numpy() < 25)
+    recovering = (test_X["storm_63"].to_numpy() == 1.0) & (test_X["vix_level"].to_numpy() < 40) & ~calm_after
+    spec = load_config(DEFAULT_CONFIG).config.models.zoo["regime_aware"]  # type: ignore[index]
+    storm_63 = spec.model_copy(update={"kwargs": {**spec.kwargs, "knots": {"vix_level": [20.0, 30.0],
+                                                                           "storm_63": [0.5]}}})
+    hits = {}
+    for name, member in (("configured", spec), ("storm_63", storm_63)):
+        hit = member.build(where="models.zoo.regime_aware").fit(X, y).predict(test_X) == test_y
+        hits[name] = (hit[calm_after].mean(), hit[recovering].mean())
+    assert hits["configured"][0] > 0.7 and hits["storm_63"][0] < 0.5, hits
+    assert hits["configured"][1] > 0.7, hits  # the recovery: reversal, still

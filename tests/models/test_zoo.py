@@ -37,9 +37,10 @@ def small(spec):  # the configured member, sized for a test
 def data() -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(0)
     # the informative column and two more under the names the regime-aware member reads (its VIX
-    # steps never fire at these values, its storm step at a random third of the rows)
+    # steps never fire at these values, its storm step at a random quarter of the rows)
     X = pd.DataFrame(rng.normal(size=(1500, 7)),
-                     columns=["excess_ret_5", "f1", "f2", "f3", "vix_level", "f5", "storm_63"])
+                     columns=["excess_ret_5", "f1", "f2", "f3", "vix_level", "f5", "storm_vix_63"])
+    X["storm_vix_63"] *= 40.0
     y = (X["excess_ret_5"] + rng.normal(scale=2.0, size=len(X)) > 0).astype(int).to_numpy()
     return X, y
 
