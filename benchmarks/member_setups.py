@@ -5,15 +5,17 @@
 Design choices are made on development markets (seeds from ``quality.DEVELOPMENT_SEED``), never
 on the evaluation seeds whose figures ``quality.json`` holds. The full benchmark takes about four
 minutes a market; one member as the whole zoo (so it is the served ensemble, the only storm
-member, the ablation member and the replay's model) takes about 20 s, so twenty markets take
-about 7 minutes a setup. Twenty, not eight: a member's storm edge share swings by tens of
+member, the ablation member and the replay's model) takes about 16 s, so twenty markets take
+about 3 minutes a setup two at a time. Twenty, not eight: a member's storm edge share swings by tens of
 points between markets (issue 13, stop 21: a setup that took 62% of the COVID crash's edge on
-development markets 1 to 8 took 6% on the evaluation ten).
+development markets 1 to 8 took 6% on the first ten evaluation seeds).
 
 Each ``--setup NAME=JSON`` replaces keywords of ``models.zoo.<member>.kwargs``; the configured
 setup always runs first, as ``configured``. Printed per setup: the served edge share (as
 ``quality.summarise``: mean accuracy over markets against the oracle's) on each storm test set,
-their mean and their worst. ``--csv`` keeps every per-market record for a closer look.
+their mean and their worst; then the served member minus the same member on the window alone on
+the live test's calm rows (true and labeler regimes), where a storm state that stays on too long
+costs. ``--jobs`` markets run side by side. ``--csv`` keeps every per-market record.
 """
 
 from __future__ import annotations
@@ -113,12 +115,41 @@ def edge_table(runs: Mapping[str, list[dict[str, Any]]]) -> pd.DataFrame:
     return pd.DataFrame(out).T
 
 
+#: The live test's calm regimes, where a storm state that stays on too long costs (by the true regime
+#: and by the labeler's): the served member against the same member on the window alone.
+CALM_CELLS: tuple[tuple[str, str], ...] = tuple(
+    (source, regime) for source in ("true", "labeler") for regime in ("normal", "low_volatility", "high_volatility"))
+
+
+def calm_table(runs: Mapping[str, list[dict[str, Any]]]) -> pd.DataFrame:
+    """Per setup (rows): the served ensemble minus the window-only one on the live test's calm
+    rows [95% over markets], by the true regime and by the labeler's: the cost of reading calm
+    sessions as a storm, which the storm cells cannot show."""
+    out = {}
+    for name, seeds in runs.items():
+        table = quality.summarise(seeds)
+        served = table.loc[(table["variant"] == quality.ENSEMBLE) & (table["test"] == "live storm after today")]
+        cells = {}
+        for source, regime in CALM_CELLS:
+            hit = served.loc[(served["regime_source"] == source) & (served["regime"] == regime)]
+            if not hit.empty:
+                cells[f"live {regime} ({source})"] = quality._interval(hit.iloc[0], "diff_window_ensemble")
+        out[name] = pd.Series(cells, dtype="object")
+    return pd.DataFrame(out).T
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return f"{value:.0%}" if pd.notna(value) else ""
+
+
 def markdown(table: pd.DataFrame, seeds: Sequence[int]) -> str:
     markets = f"{len(seeds)} development market{'s' if len(seeds) != 1 else ''}"
     lines = [f"| setup ({markets}) | " + " | ".join(table.columns) + " |",
              "|---|" + "---|" * len(table.columns)]
     for name, row in table.iterrows():
-        lines.append(f"| {name} | " + " | ".join(f"{v:.0%}" if pd.notna(v) else "" for v in row) + " |")
+        lines.append(f"| {name} | " + " | ".join(_cell(v) for v in row) + " |")
     return "\n".join(lines)
 
 
@@ -152,6 +183,8 @@ def main(setups: Sequence[tuple[str, dict[str, Any]]], *, seeds: int, member: st
     table = edge_table(runs)
     print(f"\n{member}: served edge share per storm test set (labeler's regimes), each setup as the whole zoo")
     print(markdown(table, chosen))
+    print(f"\n{member}: served - window-only on the live test's calm rows [95% over markets]")
+    print(markdown(calm_table(runs), chosen))
     return table
 
 

@@ -23,6 +23,8 @@ def test_a_keyword_the_member_does_not_take_fails_before_any_market_runs() -> No
         member_setups.main([("wide", {"nope": 1})], seeds=1)
     with pytest.raises(ValueError, match="are evaluation seeds"):
         member_setups.main([("c", {"C": 1.0})], seeds=2, first_seed=quality.BASE_SEED - 1)
+    with pytest.raises(ValueError, match=rf"\[{quality.BASE_SEED + quality.EVALUATION_SEEDS - 1}\] are evaluation"):
+        member_setups.main([("c", {"C": 1.0})], seeds=2, first_seed=quality.BASE_SEED + quality.EVALUATION_SEEDS - 1)
     with pytest.raises(ValueError, match="distinct and not 'configured'"):
         member_setups.main([("configured", {"C": 1.0})], seeds=1)
 
@@ -35,7 +37,29 @@ def test_a_setup_that_cannot_flip_loses_the_crash_the_configured_one_gets(capsys
     assert list(table.index) == ["configured", "no flip"]
     crash = table["live storm after today: crash"]
     assert crash["configured"] > 0.3 and crash["no flip"] < 0.0, crash.to_dict()
-    assert "| setup (1 development market) |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| setup (1 development market) |" in out
+    assert "served - window-only on the live test's calm rows" in out
+
+
+def test_the_calm_table_is_the_served_member_against_the_window_on_the_live_calm_rows() -> None:
+    """A storm state that stays on through the calm after a storm costs there, which no storm cell
+    shows: the calm table gives the served member minus the window-only one, with its interval."""
+    def market(seed: int, served: int, window: int) -> dict:
+        records = []
+        for source in ("true", "labeler"):
+            for variant, hits in (("oracle", 60), (quality.ENSEMBLE, served), (quality.WINDOW_ENSEMBLE, window)):
+                records.append({"test": "live storm after today", "kind": "live", "variant": variant,
+                                "regime_source": source, "regime": "normal", "n": 100, "hits": hits,
+                                "up": 50, "up_hits": 25})
+        return {"seed": seed, "records": records}
+
+    table = member_setups.calm_table({"lingers": [market(1, 50, 55), market(2, 51, 55), market(3, 49, 55)]})
+    cell = table.loc["lingers", "live normal (true)"]
+    assert cell.startswith("-0.050 [") and cell.endswith("]"), cell
+    low, high = (float(x) for x in cell[cell.index("[") + 1:-1].split(","))
+    assert low < -0.05 < high < 0
+    assert set(table.columns) == {"live normal (true)", "live normal (labeler)"}
 
 
 def _records(cells: dict[tuple[str, str], tuple[int, int]]) -> list[dict]:

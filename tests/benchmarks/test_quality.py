@@ -103,9 +103,9 @@ def test_labels_shuffled_in_time_score_at_chance(base, market, tmp_path: Path) -
 
 def test_development_markets_are_not_the_evaluation_and_never_overwrite_it() -> None:
     """Design choices are compared on development seeds (``--development``): they must be other
-    markets than the ten evaluation seeds, and their results other files than the committed ones."""
+    markets than the evaluation seeds, and their results other files than the committed ones."""
     development = set(range(quality.DEVELOPMENT_SEED, quality.DEVELOPMENT_SEED + 100))
-    evaluation = set(range(quality.BASE_SEED, quality.BASE_SEED + 10))
+    evaluation = set(range(quality.BASE_SEED, quality.BASE_SEED + quality.EVALUATION_SEEDS))
     assert not development & evaluation
     assert quality.results_stem(10) == "quality"
     assert quality.results_stem(3) == "quality-3-seeds"
@@ -121,7 +121,8 @@ def test_the_readme_shows_the_committed_runs_tables() -> None:
     readme = (root / "README.md").read_text()
     for text in (quality.summary_table(table), quality.summary_table(table, "true"), quality.weighting_table(table)):
         assert text in readme, text.splitlines()[2]
-    assert len(payload["seeds"]) >= 10
+    assert payload["seeds"] == list(range(quality.BASE_SEED, quality.BASE_SEED + quality.EVALUATION_SEEDS))
+    assert payload["dates"]["live_sessions"] == quality.LIVE_SESSIONS
 
 
 def test_seeds_run_side_by_side_give_the_figures_they_give_one_after_another() -> None:
