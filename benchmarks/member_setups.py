@@ -196,7 +196,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=20, help="development markets (default %(default)s)")
     parser.add_argument("--first-seed", type=int, default=quality.DEVELOPMENT_SEED)
     parser.add_argument("--csv", type=Path, default=None, help="write every per-market record here")
-    parser.add_argument("--jobs", type=int, default=1, help="markets run at a time, each in its own process")
+    parser.add_argument("--jobs", type=int, default=quality.DEFAULT_JOBS,
+                        help="markets run at a time, each in its own process (default %(default)s)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, not {args.jobs}")
