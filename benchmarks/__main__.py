@@ -16,7 +16,8 @@ from benchmarks import cycle, events, features, monitor, quality, retrain, scale
 def main() -> int:
     failures = features.main()
     print()
-    failures += quality.main(seeds=3, jobs=2, label=" (a 3-seed version: python -m benchmarks.quality runs ten)")
+    failures += quality.main(seeds=3, jobs=quality.DEFAULT_JOBS,
+                             label=" (a 3-seed version: python -m benchmarks.quality --seeds 20 is the committed run)")
     print()
     failures += monitor.main(seeds=3)  # python -m benchmarks.monitor runs the ten seeds
     print()

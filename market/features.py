@@ -441,11 +441,11 @@ def _catalogue(f: _Frames, fallback_sessions: int) -> list[_Feature]:  # noqa: C
         f"1 if the VIX is above {STORM_VIX_ABOVE:g} or, on any of the last {STORM_MEMORY_SESSIONS} sessions, the "
         f"market proxy closed {STORM_FALL:.0%} or more below its highest close of the {STORM_FALL_SESSIONS} "
         "sessions before; else 0: a storm and the recovery after it, whose VIX is back among calmer spells'",
-        lambda: _storm(f.pc, f.vix))
+        lambda: f.memo(("storm",), lambda: _storm(f.pc, f.vix)))
     add("storm_vix_63", "macro", max(STORM_FALL_SESSIONS + STORM_MEMORY_SESSIONS, fallback),
         "the VIX while storm_63 is 1, else 0: a step of it at a calm VIX ends a storm's shadow once the VIX is "
         "back among calm sessions', where storm_63 alone stays on for its whole memory",
-        lambda: _storm(f.pc, f.vix) * f.vix)
+        lambda: f.memo(("storm",), lambda: _storm(f.pc, f.vix)) * f.vix)
     add("vix_premium", "macro", fallback, "VIX / (100 x market proxy's 20-session realised volatility)",
         lambda: R.ratio(f.vix, R.std(f.market_r1, 20) * ANNUALISE * 100))
     add("vix_ratio_5_20", "macro", 20 + fallback, "5-session mean VIX / 20-session mean VIX",
