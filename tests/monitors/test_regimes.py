@@ -28,6 +28,9 @@ RISE = "rise >= 10% from crash low"
 NEW_LOW = "close below crash low"
 CALM = 12.0  # a VIX that reads low_volatility
 EXIT = RegimeRules().recovery_exit_sessions
+#: The price state machine's own rules: most tests below run it under a calm VIX, where the
+#: default rules end a recovery after ``recovery_calm_sessions`` sessions (tested on its own below).
+PRICE_RULES = RegimeRules(recovery_calm_sessions=None)
 
 
 def sessions(n: int) -> pd.DatetimeIndex:
@@ -42,7 +45,7 @@ def series(values, index: pd.DatetimeIndex | None = None) -> pd.Series:
 def label(close: pd.Series, vix: float | pd.Series | None = CALM, rules: RegimeRules | None = None) -> RegimeTimeline:
     if isinstance(vix, float | int):
         vix = pd.Series(float(vix), index=close.index)
-    return RegimeLabeler(rules or RegimeRules()).label(close, vix)
+    return RegimeLabeler(rules or PRICE_RULES).label(close, vix)
 
 
 def first(timeline: RegimeTimeline, regime: Regime) -> int:
@@ -159,9 +162,30 @@ def test_recovery_ends_recovery_exit_sessions_after_it_started() -> None:
 
 def test_recovery_exit_follows_the_rules() -> None:
     close = crash_path(0.20, 5, np.r_[80.0, np.full(30, 90.0)])
-    timeline = label(close, rules=RegimeRules(recovery_exit_sessions=5))
+    timeline = label(close, rules=RegimeRules(recovery_exit_sessions=5, recovery_calm_sessions=None))
     # crash 33..35, recovery from 36 (90 >= 88) for 5 sessions, then the VIX rules to the end.
     assert timeline.spells()["sessions"].tolist() == [33, 3, 5, len(close) - 41]
+
+
+def test_a_recovery_ends_on_its_third_calm_session_in_a_row() -> None:
+    close = crash_path(0.20, 5, np.r_[80.0, np.full(60, 90.0)])
+    vix = pd.Series(30.0, index=close.index)  # high volatility through the crash and the recovery
+    vix.iloc[50] = 20.0  # one calm session does not end it ...
+    vix.iloc[60:] = 20.0  # ... three in a row do: the third (62) goes back to the VIX rules
+    timeline = label(close, vix, rules=RegimeRules())
+    assert first(timeline, Regime.RECOVERY) == 36
+    assert (timeline.regime.iloc[36:62] == "recovery").all()
+    assert (timeline.regime.iloc[62:] == "normal").all()
+    assert timeline.rule.iloc[62] == "15 <= vix < 25"
+
+
+def test_without_calm_sessions_a_recovery_holds_under_a_calm_vix() -> None:
+    close = crash_path(0.20, 5, np.r_[80.0, np.full(60, 90.0)])
+    calm_exit, clock_only = label(close, rules=RegimeRules()), label(close, rules=PRICE_RULES)
+    # the session the recovery starts on is not one of its calm sessions: 37, 38 and 39 are
+    assert calm_exit.regime.iloc[36:40].tolist() == ["recovery"] * 3 + ["low_volatility"]
+    assert (clock_only.regime.iloc[36:] == "recovery").all()
+    assert RegimeRules().recovery_calm_sessions == 3
 
 
 def test_a_new_trigger_ends_a_recovery_and_starts_a_new_crash() -> None:
@@ -289,7 +313,7 @@ def test_the_old_fallback_setting_is_refused_naming_the_new_one(tmp_path: Path) 
         RegimeRules.model_validate({"fallback_vol_sessions": 21})
     old = tmp_path / "stormwatch.yaml"  # a user's file from before the setting moved
     old.write_text(DEFAULT_CONFIG.read_text().replace(
-        "    recovery_exit_sessions: 63\n", "    recovery_exit_sessions: 63\n    fallback_vol_sessions: 21\n"))
+        "\n  regimes:\n", "\n  regimes:\n    fallback_vol_sessions: 21\n"))
     with pytest.raises(ConfigError) as refused:
         load_config(old)
     message = " ".join(str(refused.value).split())
@@ -392,6 +416,25 @@ def test_agreement_with_the_simulators_true_regimes(simulated: tuple[RegimeTimel
     assert recall["crash"] >= 0.85
     assert recall["low_volatility"] >= 0.85 and recall["normal"] >= 0.8
     assert recall["high_volatility"] >= 0.4 and recall["recovery"] >= 0.35
+
+
+def test_the_calm_exit_makes_the_recovery_label_truer(simulated: tuple[RegimeTimeline, pd.Series]) -> None:
+    """A recovery that ends when the VIX calms is more often a true recovery, and finds about as
+    many of them, as one that only the 63-session clock ends (chosen on development markets 1-20:
+    precision 41% -> 73%, recall 40% -> 38%)."""
+    timeline, truth = simulated
+    close = simulated_panel(date(2021, 6, 30), small_universe(1)).proxy["close"]
+    clock_only = RegimeLabeler(PRICE_RULES).label(close, timeline.vix)
+
+    def precision_recall(labels: pd.Series) -> tuple[float, float]:
+        called, true = labels == "recovery", truth == "recovery"
+        return float((called & true).sum() / called.sum()), float((called & true).sum() / true.sum())
+
+    precision, recall = precision_recall(timeline.regime)
+    old_precision, old_recall = precision_recall(clock_only.regime)
+    # Measured (seed 20080915, 2005-01-03..2021-06-30): precision 0.365 -> 0.568, recall 0.430 both.
+    assert precision >= old_precision + 0.15
+    assert recall >= old_recall - 0.05
 
 
 # --- real history --------------------------------------------------------------------------------
