@@ -182,7 +182,8 @@ class RegimeLabeler:
     market back among calm sessions' VIX is not recovering any more, and momentum pays there again.
     On 20 simulated markets, the labeler's recovery sessions were truly recovering 41% of the time
     when only the 63-session clock ended a recovery, 73% with three calm sessions ending it too,
-    for 38% of the true recovery sessions found against 40% (one calm session: 77%, 36%; tested).
+    for 38% of the true recovery sessions found against 40% (one calm session: 77%, 36%; a test
+    holds the gain on another simulated market).
     Three in a row, not one, so that a single quiet session does not end it. It is off by default:
     shorter recoveries leave some training windows with a recovery class of a few sessions, which
     regime balancing then oversamples to its target share. A recovery is only reached from a
@@ -277,7 +278,8 @@ class RegimeLabeler:
         )
 
 
-def _price_states(close: np.ndarray, vix_crash: np.ndarray, vix_calm: np.ndarray, rules: RegimeRules) -> np.ndarray:
+def _price_states(close: np.ndarray, vix_crash: np.ndarray, vix_calm: np.ndarray,
+                  rules: RegimeRules) -> np.ndarray:
     """The price state per session (``_VIX``, or the rule holding a crash or recovery).
 
     ``vix_crash`` is True where the VIX (or its fallback) reads crash: no recovery starts there.
