@@ -371,15 +371,21 @@ def test_label_samples_attaches_the_session_regime_to_each_sample() -> None:
 # --- the simulated market, against its true regimes ----------------------------------------------
 
 @pytest.fixture(scope="module")
-def simulated() -> tuple[RegimeTimeline, pd.Series]:
-    """Labels of the simulated market proxy (2005 to mid-2021) and the simulator's true regimes.
+def simulated_proxy() -> tuple[pd.Series, pd.Series]:
+    """The simulated market proxy's close and the VIX, 2005 to mid-2021.
 
     The proxy and the VIX do not depend on the universe, so one symbol per sector is enough."""
-    universe = small_universe(1)
-    panel = simulated_panel(date(2021, 6, 30), universe)
+    panel = simulated_panel(date(2021, 6, 30), small_universe(1))
+    return panel.proxy["close"], panel.vix
+
+
+@pytest.fixture(scope="module")
+def simulated(simulated_proxy: tuple[pd.Series, pd.Series]) -> tuple[RegimeTimeline, pd.Series]:
+    """Labels of the simulated market proxy and the simulator's true regimes."""
+    close, vix = simulated_proxy
     settings_ = SimulatorSettings(seed=20080915, end=date(2021, 6, 30), live_sessions=0, live_storm=None)
-    truth = SimulatedSource(universe, settings_).market().regimes.reindex(panel.sessions).astype(str)
-    return RegimeLabeler().label(panel.proxy["close"], panel.vix), truth
+    truth = SimulatedSource(small_universe(1), settings_).market().regimes.reindex(close.index).astype(str)
+    return RegimeLabeler().label(close, vix), truth
 
 
 def share(timeline: RegimeTimeline, start: str, end: str, *regimes: str) -> float:
@@ -393,9 +399,10 @@ def test_simulated_crash_windows_are_labelled_crash(simulated: tuple[RegimeTimel
     assert share(timeline, "2020-02-20", "2020-03-23", "crash") >= 0.9
 
 
-def test_simulated_covid_recovery_window_is_mostly_recovery(simulated: tuple[RegimeTimeline, pd.Series]) -> None:
+def test_simulated_covid_recovery_window_is_mostly_recovery(
+        simulated: tuple[RegimeTimeline, pd.Series], simulated_proxy: tuple[pd.Series, pd.Series]) -> None:
     timeline, _ = simulated
-    close = simulated_panel(date(2021, 6, 30), small_universe(1)).proxy["close"]
+    close, _ = simulated_proxy
     window = slice("2020-03-24", "2020-06-30")
     # Share of the window's sessions labelled recovery: measured 51%. The simulated proxy keeps
     # falling until 2020-04-13 inside the window (a labeler cannot call that a recovery), so
@@ -419,13 +426,13 @@ def test_agreement_with_the_simulators_true_regimes(simulated: tuple[RegimeTimel
     assert recall["high_volatility"] >= 0.4 and recall["recovery"] >= 0.35
 
 
-def test_the_calm_exit_makes_the_recovery_label_truer(simulated: tuple[RegimeTimeline, pd.Series]) -> None:
+def test_the_calm_exit_makes_the_recovery_label_truer(
+        simulated: tuple[RegimeTimeline, pd.Series], simulated_proxy: tuple[pd.Series, pd.Series]) -> None:
     """A recovery that ends when the VIX calms is more often a true recovery, and finds about as
     many of them, as one that only the 63-session clock ends (measured on development markets 1-20:
     precision 41% -> 73%, recall 40% -> 38%)."""
     clock_only, truth = simulated
-    close = simulated_panel(date(2021, 6, 30), small_universe(1)).proxy["close"]
-    timeline = RegimeLabeler(CALM_EXIT).label(close, clock_only.vix)
+    timeline = RegimeLabeler(CALM_EXIT).label(*simulated_proxy)
 
     def precision_recall(labels: pd.Series) -> tuple[float, float]:
         called, true = labels == "recovery", truth == "recovery"
