@@ -286,10 +286,11 @@ def assemble_training_set(
     sampling: dict[str, Any] = {}
     if training.balance:
         sampler = RegimeBalancedSampler.from_config(config.models.sampling)
-        samples = samples.take(sampler.sample_indices(regimes))
+        samples = samples.take(sampler.sample_indices(regimes, sessions=samples.dates))
         report = sampler.report_
+        note = " ".join(n for n in (report.empty_regime_note, report.sparse_regime_note) if n)
         sampling = {"n_before": report.n_before, "n_after": report.n_after,
-                    "regimes": [r.__dict__ for r in report.regimes], "note": report.empty_regime_note}
+                    "regimes": [r.__dict__ for r in report.regimes], "note": note}
         regimes = samples.rows["regime"].astype(str).to_numpy()
     if training.weights:
         weighter = RegimeWeighter.from_config(config.models)

@@ -38,6 +38,9 @@ class SamplingConfig(_Section):
         Regime.CRASH: 0.10, Regime.RECOVERY: 0.10,
     }
     empty_regime_policy: Literal["redistribute", "fail"] = "redistribute"
+    #: A regime seen on fewer sessions than this is kept once, not balanced; its share goes to the
+    #: others (``RegimeBalancedSampler.min_sessions``). 0: every regime with rows is balanced.
+    min_regime_sessions: int = Field(0, ge=0)
     seed: int = 0
 
     @model_validator(mode="after")

@@ -5,7 +5,8 @@ high_volatility 20%, crash 10%, recovery 10%). Each regime's row count is the ta
 balanced size rounded by the largest-remainder method, so the counts sum to the size exactly and
 each is within one row of ``target * size``. A majority regime is undersampled without
 replacement; a minority regime keeps every original row once and draws the rest with replacement.
-A regime with no rows is reported, never invented.
+A regime with no rows is reported, never invented; nor is one seen on only a handful of sessions
+(``min_sessions``): its rows are kept once, as they are, and its share goes to the others.
 
 By default the balanced size is ``"keep_rare"``: the smallest size at which no row of an
 under-represented regime is dropped (see :class:`RegimeBalancedSampler`). A prototype showed that
@@ -153,9 +154,10 @@ def _keep_rare_size(shares: np.ndarray, counts: np.ndarray) -> int:
 class RegimeSampling:
     """How one regime fared in a balancing.
 
-    ``target`` is the share asked for, ``effective_target`` the share used after empty regimes
-    were redistributed. ``oversampled`` counts rows drawn with replacement beyond the originals;
-    ``dropped`` counts original rows left out.
+    ``target`` is the share asked for, ``effective_target`` the share used after empty and sparse
+    regimes were redistributed (a sparse regime's is the share its rows, kept once, end with).
+    ``oversampled`` counts rows drawn with replacement beyond the originals; ``dropped`` counts
+    original rows left out.
     """
 
     regime: str
@@ -176,6 +178,8 @@ class SamplingReport(PerRegimeRows):
     ``size_rule`` is the ``size`` parameter the sampler was given (``"keep_rare"``, ``"same"`` or
     an int). ``empty_regimes`` names the regimes with a positive target but no rows;
     ``empty_regime_note`` says what the policy did about them (empty when there were none).
+    ``sparse_regimes`` names the regimes seen on fewer than ``min_sessions`` sessions, kept once
+    and not balanced; ``sparse_regime_note`` says so (empty when there were none).
     """
 
     regimes: tuple[RegimeSampling, ...]
@@ -185,6 +189,9 @@ class SamplingReport(PerRegimeRows):
     empty_regimes: tuple[str, ...]
     empty_regime_policy: str
     empty_regime_note: str
+    min_sessions: int = 0
+    sparse_regimes: tuple[str, ...] = ()
+    sparse_regime_note: str = ""
 
 
 class RegimeBalancedSampler(BaseEstimator):
@@ -216,6 +223,13 @@ class RegimeBalancedSampler(BaseEstimator):
         What to do about a regime with a positive target but no rows. ``"redistribute"`` spreads
         its target share over the non-empty regimes in proportion to their targets and says so
         in the report; ``"fail"`` raises a ``ValueError`` naming the empty regime(s).
+    min_sessions : int, default=0
+        A regime with rows on fewer sessions than this is *sparse*: its rows are kept once each,
+        neither oversampled nor dropped, and its target share is spread over the other regimes
+        like an empty regime's (whatever ``empty_regime_policy`` says: there are rows). Sessions
+        are the ``sessions`` given to :meth:`sample_indices`, or rows when none are. Why: five
+        sessions drawn up to a tenth of the set teach their noise as the regime's rule (README,
+        Quality). 0 balances every regime with rows.
     random_state : int, RandomState instance or None, default=None
         Seeds the draws: the same seed gives the same rows.
 
@@ -254,15 +268,16 @@ class RegimeBalancedSampler(BaseEstimator):
     """
 
     def __init__(self, *, targets=None, size="keep_rare", empty_regime_policy="redistribute",
-                 random_state=None):
+                 min_sessions=0, random_state=None):
         self.targets = targets
         self.size = size
         self.empty_regime_policy = empty_regime_policy
+        self.min_sessions = min_sessions
         self.random_state = random_state
 
     @classmethod
     def from_config(cls, config: SamplingConfig, *, size: int | str = "keep_rare") -> RegimeBalancedSampler:
-        """A sampler with ``config``'s targets, empty-regime policy and seed.
+        """A sampler with ``config``'s targets, empty-regime policy, minimum sessions and seed.
 
         >>> RegimeBalancedSampler.from_config(SamplingConfig(seed=7)).random_state
         7
@@ -271,10 +286,11 @@ class RegimeBalancedSampler(BaseEstimator):
             targets={str(r): float(share) for r, share in config.targets.items()},
             size=size,
             empty_regime_policy=config.empty_regime_policy,
+            min_sessions=config.min_regime_sessions,
             random_state=config.seed,
         )
 
-    def sample_indices(self, regimes: Any, *, random_state: Any = None) -> np.ndarray:
+    def sample_indices(self, regimes: Any, *, sessions: Any = None, random_state: Any = None) -> np.ndarray:
         """Positional indices of a balanced sample of rows whose regimes are ``regimes``.
 
         This is what :meth:`fit_resample` uses; take the same indices from any other columns to
@@ -284,6 +300,8 @@ class RegimeBalancedSampler(BaseEstimator):
         ----------
         regimes : array-like of shape (n_samples,)
             Regime label of each row (names or :class:`~market.vocabulary.Regime` members).
+        sessions : array-like of shape (n_samples,), default=None
+            The session (date) of each row, which ``min_sessions`` counts; None counts rows.
         random_state : int, RandomState instance or None, default=None
             Overrides the sampler's ``random_state`` for this call; None uses the sampler's.
 
@@ -325,8 +343,29 @@ class RegimeBalancedSampler(BaseEstimator):
                 "the non-empty regimes in proportion to their targets; no rows were invented"
             )
 
-        size = self._balanced_size(shares, counts)
-        wanted = largest_remainder(shares, size)
+        min_sessions = self._validated_min_sessions()
+        seen = _sessions_per_regime(codes, sessions, counts)
+        sparse = (shares > 0) & (counts > 0) & (seen < min_sessions)
+        sparse_names = tuple(REGIME_NAMES[i] for i in np.flatnonzero(sparse))
+        sparse_note = ""
+        balanced = np.where(sparse, 0.0, shares)
+        if sparse.any():
+            listed = ", ".join(f"{REGIME_NAMES[i]} ({seen[i]} session(s), {counts[i]} rows)"
+                               for i in np.flatnonzero(sparse))
+            sparse_note = (
+                f"fewer than {min_sessions} sessions of {listed}: their rows were kept once, neither "
+                "oversampled nor dropped, and their target share was spread over the other regimes"
+            )
+        if balanced.sum() > 0:
+            balanced = balanced / balanced.sum()
+            rest = np.where(sparse, 0, counts)
+            size = self._balanced_size(balanced, rest, reserved=int(counts[sparse].sum()))
+            wanted = largest_remainder(balanced, size)
+            wanted[sparse] = counts[sparse]
+        else:  # every regime with rows is sparse: nothing to balance them against
+            wanted = np.where(shares > 0, counts, 0)
+        size = int(wanted.sum())
+        shares = np.where(sparse, wanted / size, balanced * (1.0 - wanted[sparse].sum() / size))
 
         rng = check_random_state(self.random_state if random_state is None else random_state)
         parts = []
@@ -362,10 +401,14 @@ class RegimeBalancedSampler(BaseEstimator):
             empty_regimes=empty_names,
             empty_regime_policy=policy,
             empty_regime_note=note,
+            min_sessions=min_sessions,
+            sparse_regimes=sparse_names,
+            sparse_regime_note=sparse_note,
         )
         return indices
 
-    def fit_resample(self, X: Any, y: Any, *, regimes: Any, sample_weight: Any = None) -> tuple:
+    def fit_resample(self, X: Any, y: Any, *, regimes: Any, sessions: Any = None,
+                     sample_weight: Any = None) -> tuple:
         """Balance ``X``, ``y`` and ``regimes`` (and ``sample_weight``) by regime.
 
         Parameters
@@ -376,6 +419,8 @@ class RegimeBalancedSampler(BaseEstimator):
         y : array-like of shape (n_samples,)
         regimes : array-like of shape (n_samples,)
             Regime label of each row.
+        sessions : array-like of shape (n_samples,), default=None
+            Session of each row, for ``min_sessions`` (None counts rows).
         sample_weight : array-like of shape (n_samples,), default=None
             Carried along unchanged row by row (a duplicated row keeps its weight; nothing is
             renormalised). Regime weights (:mod:`models.weighting`) are meant to be applied to
@@ -387,8 +432,8 @@ class RegimeBalancedSampler(BaseEstimator):
             (pandas objects through ``.iloc``, keeping their index labels).
         sample_weight_res : only when ``sample_weight`` is given, as a fourth element.
         """
-        check_consistent_length(X, y, regimes, sample_weight)
-        indices = self.sample_indices(regimes)
+        check_consistent_length(X, y, regimes, sessions, sample_weight)
+        indices = self.sample_indices(regimes, sessions=sessions)
         out = (_safe_indexing(X, indices), _safe_indexing(y, indices), _take_labels(regimes, indices))
         if sample_weight is not None:
             return (*out, _safe_indexing(sample_weight, indices))
@@ -403,17 +448,35 @@ class RegimeBalancedSampler(BaseEstimator):
         check_shares_sum_to_one(dict(zip(REGIME_NAMES, values.tolist(), strict=True)), "sampling targets")
         return values
 
-    def _balanced_size(self, shares: np.ndarray, counts: np.ndarray) -> int:
+    def _validated_min_sessions(self) -> int:
+        value = self.min_sessions
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"min_sessions must be a non-negative int, got {value!r}")
+        return int(value)
+
+    def _balanced_size(self, shares: np.ndarray, counts: np.ndarray, *, reserved: int = 0) -> int:
+        """Rows for the balanced regimes (``counts``): ``reserved`` rows of sparse regimes are
+        kept besides them, and come out of an int ``size``."""
         size = self.size
         if isinstance(size, numbers.Integral) and not isinstance(size, bool):
             if size < 1:
                 raise ValueError(f"size must be a positive number of rows, got {size}")
-            return int(size)
+            return max(int(size) - reserved, 0)
         if isinstance(size, str) and size == "same":
             return int(counts.sum())
         if isinstance(size, str) and size == "keep_rare":
             return _keep_rare_size(shares, counts)
         raise ValueError(f"size must be a positive int or one of {_SIZE_RULES}, got {size!r}")
+
+
+def _sessions_per_regime(codes: np.ndarray, sessions: Any, counts: np.ndarray) -> np.ndarray:
+    """Distinct sessions each regime's rows fall on (its row count when ``sessions`` is None)."""
+    if sessions is None:
+        return counts
+    check_consistent_length(codes, sessions)
+    session_codes = pd.factorize(np.asarray(sessions))[0]
+    pairs = pd.DataFrame({"regime": codes, "session": session_codes}).drop_duplicates()
+    return np.bincount(pairs["regime"].to_numpy(), minlength=counts.size)
 
 
 def _take_labels(regimes: Any, indices: np.ndarray) -> Any:

@@ -178,6 +178,77 @@ def test_an_empty_regime_is_reported_and_its_share_redistributed() -> None:
     assert "recovery" not in set(regimes[indices])  # nothing invented
 
 
+def sessions_of(regimes: np.ndarray, per_session: int) -> np.ndarray:
+    """Dates putting ``per_session`` rows of a regime on each session, like a panel's symbols."""
+    sessions = np.empty(regimes.size, dtype="datetime64[ns]")
+    start = np.datetime64("2020-01-01", "ns")
+    for offset, name in enumerate(NAMES):
+        at = np.flatnonzero(regimes == name)
+        sessions[at] = start + (np.arange(at.size) // per_session + 1000 * offset).astype("timedelta64[D]")
+    return sessions
+
+
+#: On sessions of 8 rows: recovery on 5 sessions, every other regime on at least 20.
+RECOVERY_SPELL = dict(IMBALANCED, crash=160)
+
+
+def test_a_regime_on_a_handful_of_sessions_is_kept_once_and_its_share_redistributed() -> None:
+    # 40 recovery rows on 5 sessions of 8 symbols: below min_sessions=10, so not drawn up to a tenth.
+    regimes = make_regimes(RECOVERY_SPELL)
+    sessions = sessions_of(regimes, per_session=8)
+    sampler = RegimeBalancedSampler(min_sessions=10, random_state=0)
+    indices = sampler.sample_indices(regimes, sessions=sessions)
+    report = sampler.report_
+    assert report.sparse_regimes == ("recovery",) and report.empty_regimes == ()
+    assert "recovery (5 session(s), 40 rows)" in report.sparse_regime_note
+    kept = np.flatnonzero(regimes == "recovery")
+    np.testing.assert_array_equal(np.intersect1d(indices, kept), kept)  # every row, once
+    assert report["recovery"].count_after == 40 and report["recovery"].oversampled == 0
+    assert report["crash"].dropped == 0  # keep_rare still keeps every crash row
+    # The other regimes share the rest in proportion to their targets, to within a row.
+    rest = report.n_after - 40
+    for name in ["low_volatility", "normal", "high_volatility", "crash"]:
+        assert abs(report[name].count_after - rest * TARGETS[name] / 0.9) < 1
+    assert sum(sampler.targets_.values()) == pytest.approx(1.0)
+    assert sampler.targets_["recovery"] == pytest.approx(40 / report.n_after)
+
+
+def test_min_sessions_counts_sessions_not_rows() -> None:
+    regimes = make_regimes(IMBALANCED)
+    on_sessions = RegimeBalancedSampler(min_sessions=10, random_state=0)
+    on_sessions.sample_indices(regimes, sessions=sessions_of(regimes, per_session=2))  # 20 sessions
+    assert on_sessions.report_.sparse_regimes == ()
+    assert on_sessions.report_["recovery"].count_after == on_sessions.report_["crash"].count_after
+    on_rows = RegimeBalancedSampler(min_sessions=41, random_state=0)
+    on_rows.sample_indices(regimes)  # no sessions: each row its own, and 40 < 41
+    assert on_rows.report_.sparse_regimes == ("crash", "recovery")
+
+
+def test_an_int_size_counts_the_sparse_rows_and_without_sparse_regimes_nothing_changes() -> None:
+    regimes = make_regimes(RECOVERY_SPELL)
+    sessions = sessions_of(regimes, per_session=8)
+    sampler = RegimeBalancedSampler(size=1000, min_sessions=10, random_state=0)
+    indices = sampler.sample_indices(regimes, sessions=sessions)
+    assert indices.size == 1000 and sampler.report_["recovery"].count_after == 40
+    plain = RegimeBalancedSampler(size=1000, random_state=0).sample_indices(regimes)
+    np.testing.assert_array_equal(
+        RegimeBalancedSampler(size=1000, min_sessions=5, random_state=0).sample_indices(regimes, sessions=sessions),
+        plain)
+
+
+def test_when_every_regime_is_sparse_the_rows_are_kept_as_they_are() -> None:
+    regimes = make_regimes({"normal": 6, "crash": 3})
+    sampler = RegimeBalancedSampler(min_sessions=10, random_state=0)
+    np.testing.assert_array_equal(sampler.sample_indices(regimes), np.arange(9))
+    assert sampler.report_.sparse_regimes == ("normal", "crash")
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "3"])
+def test_invalid_min_sessions_raises_naming_it(bad) -> None:
+    with pytest.raises(ValueError, match="min_sessions"):
+        RegimeBalancedSampler(min_sessions=bad).sample_indices(make_regimes(IMBALANCED))
+
+
 def test_an_empty_regime_fails_under_policy_fail_naming_it() -> None:
     regimes = make_regimes(dict(IMBALANCED, crash=0, recovery=0))
     sampler = RegimeBalancedSampler(empty_regime_policy="fail")
@@ -254,9 +325,10 @@ def test_invalid_policy_raises_listing_the_choices() -> None:
 
 def test_params_are_stored_unchanged_and_clone_round_trips() -> None:
     targets = dict(TARGETS)
-    sampler = RegimeBalancedSampler(targets=targets, size=1234, empty_regime_policy="fail", random_state=5)
+    sampler = RegimeBalancedSampler(targets=targets, size=1234, empty_regime_policy="fail", min_sessions=3,
+                                    random_state=5)
     assert sampler.get_params() == {"targets": targets, "size": 1234, "empty_regime_policy": "fail",
-                                    "random_state": 5}
+                                    "min_sessions": 3, "random_state": 5}
     sampler.sample_indices(make_regimes(IMBALANCED))
     assert sampler.targets is targets and sampler.size == 1234  # fitting overwrites no parameter
     copy = clone(sampler)
