@@ -88,6 +88,11 @@ def runs_show(
         for source, row in provenance.iterrows():
             table.add_row(str(source), *(f"{int(v):,}" for v in row))
         console.print(table)
+    sampling = details.get("sampling") or {}
+    if sampling.get("regimes"):
+        console.print(balancing_table(sampling))
+        if sampling.get("note"):
+            console.print(f"  balancing: {sampling['note']}")
     for rows_table in member_rows_tables(details):
         console.print(rows_table)
     if models:
@@ -109,6 +114,19 @@ def runs_show(
         members = [m.member for m in models if m.member in pivot.columns]
         console.print(accuracy_table(pd.concat([counts.rename("n"), pivot[members]], axis=1).loc[order],
                                      "Validation accuracy per regime"))
+
+
+def balancing_table(sampling: dict) -> Table:
+    """Each regime's rows before and after balancing (``details["sampling"]`` of a run record)."""
+    table = Table(title=f"Balancing: {sampling['n_before']:,} rows to {sampling['n_after']:,}, per regime")
+    for column in ("regime", "rows before", "share", "target", "rows after", "share after", "oversampled",
+                   "dropped"):
+        table.add_column(column, justify="left" if column == "regime" else "right")
+    for row in sampling["regimes"]:
+        table.add_row(row["regime"], f"{row['count_before']:,}", f"{row['share_before']:.1%}",
+                      f"{row['effective_target']:.1%}", f"{row['count_after']:,}",
+                      f"{row['share_after']:.1%}", f"{row['oversampled']:,}", f"{row['dropped']:,}")
+    return table
 
 
 def member_rows_tables(details: dict) -> list[Table]:
