@@ -133,7 +133,7 @@ def calm_table(runs: Mapping[str, list[dict[str, Any]]]) -> pd.DataFrame:
         for source, regime in CALM_CELLS:
             hit = served.loc[(served["regime_source"] == source) & (served["regime"] == regime)]
             if not hit.empty:
-                cells[f"live {regime} ({source})"] = quality._interval(hit.iloc[0], "diff_window_ensemble")
+                cells[f"live {regime} ({source})"] = quality.interval_text(hit.iloc[0], "diff_window_ensemble")
         out[name] = pd.Series(cells, dtype="object")
     return pd.DataFrame(out).T
 

@@ -589,12 +589,12 @@ def judge(table: pd.DataFrame, source: str = "labeler") -> tuple[list[str], list
             missed.append(f"{where}: the served ensemble is worse than the window-only ensemble by more than "
                           f"a point at the interval's lower end ({low:+.3f})")
         if row["regime"] == "crash" and row["kind"] in ("live", "held-out crash") and row["edge_share"] < 0.6:
-            missed.append(f"{where}: edge share {row['edge_share']:.0%} < 60%")
+            missed.append(f"{where}: edge share {row['edge_share']:.1%} < 60%")
         if row["regime"] == "recovery" and row["kind"] == "held-out recovery" and not row["edge_share_low"] > 0:
             missed.append(f"{where}: the edge is not right-signed (edge share {row['edge_share']:.0%}, "
                           f"interval [{row['edge_share_low']:.0%}, {row['edge_share_high']:.0%}])")
         if row["edge_share"] < 0.8:
-            short.append(f"{where}: edge share {row['edge_share']:.0%} (goal 80%)")
+            short.append(f"{where}: edge share {row['edge_share']:.1%} (goal 80%)")
     return missed, short
 
 
@@ -632,7 +632,8 @@ def markdown_table(table: pd.DataFrame, test: str, source: str = "labeler",
     return "\n".join(lines)
 
 
-def _interval(row: pd.Series, name: str) -> str:
+def interval_text(row: pd.Series, name: str) -> str:
+    """``name`` of ``row`` with its 95% interval, as the tables print it (empty where it is missing)."""
     if pd.isna(row.get(name)):
         return ""
     return f"{row[name]:+.3f} [{row[f'{name}_low']:+.3f}, {row[f'{name}_high']:+.3f}]"
@@ -660,10 +661,10 @@ def summary_table(table: pd.DataFrame, source: str = "labeler") -> str:
 
             share = (f"{served['edge_share']:.0%} [{served['edge_share_low']:.0%}, {served['edge_share_high']:.0%}]"
                      if pd.notna(served["edge_share_low"]) else f"{served['edge_share']:.0%}")
-            replay = _interval(rows.loc[STEPS[-1][0]], "diff_step") if STEPS[-1][0] in rows.index else ""
-            labeler = _interval(rows.loc[LABELER_VARIANT], "diff_step") if LABELER_VARIANT in rows.index else ""
+            replay = interval_text(rows.loc[STEPS[-1][0]], "diff_step") if STEPS[-1][0] in rows.index else ""
+            labeler = interval_text(rows.loc[LABELER_VARIANT], "diff_step") if LABELER_VARIANT in rows.index else ""
             lines.append(f"| {test} | {regime} | {int(served['rows']):,} | {acc('oracle')} | {acc('window only')} | "
-                         f"{acc(WINDOW_ENSEMBLE)} | **{acc(ENSEMBLE)}** | {_interval(served, 'diff_window_ensemble')} | "
+                         f"{acc(WINDOW_ENSEMBLE)} | **{acc(ENSEMBLE)}** | {interval_text(served, 'diff_window_ensemble')} | "
                          f"{share} | {replay} | {labeler} |")
     return "\n".join(lines)
 
@@ -687,7 +688,7 @@ def weighting_table(table: pd.DataFrame, source: str = "labeler") -> str:
             if variant not in rows.index:
                 return ""
             row = rows.loc[variant]
-            diff = f" {_interval(row, 'diff_step')}" if variant in WEIGHTINGS else ""
+            diff = f" {interval_text(row, 'diff_step')}" if variant in WEIGHTINGS else ""
             return f"{row['accuracy']:.3f} ({row['edge_share']:.0%}){diff}"
 
         lines.append(f"| {test} | {regime} | {rows.loc['oracle', 'accuracy']:.3f} | {cell(ENSEMBLE)} | "
@@ -818,7 +819,7 @@ def run_seeds(base: StormwatchConfig, seeds: Iterable[int], *, jobs: int = 1, ve
 
 
 def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "", first_seed: int = BASE_SEED,
-         jobs: int = 1) -> list[str]:
+         jobs: int = DEFAULT_JOBS) -> list[str]:
     """Run ``seeds`` seeds from ``first_seed``, print the report, write the JSON and the PNG;
     return unmet claims. A development run (``first_seed`` other than :data:`BASE_SEED`) writes
     ``quality-development-<N>-seeds.json``: it never replaces the evaluation's figures.

@@ -23,10 +23,10 @@ class RegimeRules(_Section):
     recovery_rise: float = Field(0.10, gt=0)
     recovery_exit_sessions: int = Field(63, ge=1)
     #: A recovery also ends once the VIX has read below ``vix_high_volatility_from`` on this many
-    #: sessions in a row (a calm market is not recovering); ``None`` (the default): it ends only
-    #: on ``recovery_exit_sessions``. Off by default until the balancing stops blowing a handful of
-    #: recovery sessions up to the recovery's target share (README, Quality; issue 13, stop 24).
-    recovery_calm_sessions: int | None = Field(None, ge=1)
+    #: sessions in a row (a calm market is not recovering); ``None``: it ends only on
+    #: ``recovery_exit_sessions``. The shorter recoveries this leaves in some training windows are
+    #: kept once, not oversampled (``models.sampling.min_regime_sessions``; README, Quality).
+    recovery_calm_sessions: int | None = Field(3, ge=1)
 
     @model_validator(mode="before")
     @classmethod

@@ -170,7 +170,7 @@ class RegimeLabeler:
     * In RECOVERY, without a trigger: a close below the crash low means the recovery failed and
       the crash resumes from that new low (rule ``"close below crash low"``); on the
       ``recovery_exit_sessions``-th session after the recovery started, or (where
-      ``recovery_calm_sessions`` is set; off by default) on that many sessions in a row whose VIX
+      ``recovery_calm_sessions`` is set; 3 by default) on that many sessions in a row whose VIX
       reads normal or low volatility (``VIX < 25``), it ends and that session goes back to the
       VIX rules. Otherwise the session is recovery, whatever the VIX reads.
 
@@ -184,10 +184,11 @@ class RegimeLabeler:
     when only the 63-session clock ended a recovery, 73% with three calm sessions ending it too,
     for 38% of the true recovery sessions found against 40% (one calm session: 77%, 36%; a test
     holds the gain on another simulated market).
-    Three in a row, not one, so that a single quiet session does not end it. It is off by default:
-    shorter recoveries leave some training windows with a recovery class of a few sessions, which
-    regime balancing then oversamples to its target share. A recovery is only reached from a
-    price-rule crash: a crash that the VIX alone signals has no crash low to recover from. A
+    Three in a row, not one, so that a single quiet session does not end it. Shorter recoveries
+    leave some training windows with a recovery class of a few sessions; regime balancing keeps
+    such a class once rather than oversample it (``models.sampling``, ``min_sessions``). A
+    recovery is only reached from a price-rule crash: a crash that the VIX alone signals has no
+    crash low to recover from. A
     session whose close is NaN fires no trigger and moves no low; the state and its clocks carry
     on. The label of session ``t`` depends only on data up to ``t``.
 
@@ -202,24 +203,24 @@ class RegimeLabeler:
     Examples
     --------
     A calm market (VIX 12), a VIX of 30 from a 20% fall in five sessions on, a 12% bounce that
-    holds, and the VIX at 18 after sixty sessions. The recovery ends 63 sessions after it
-    started and the VIX rules take over again; with ``recovery_calm_sessions=3`` it ends on the
-    third calm session instead.
+    holds, and the VIX at 18 after sixty sessions. The recovery ends on the third calm session
+    (``recovery_calm_sessions=3``, the default); with the clock alone (``None``) it ends 63
+    sessions after it started, and the VIX rules take over again.
 
     >>> import numpy as np, pandas as pd
     >>> dates = pd.bdate_range("2020-01-01", periods=120)
     >>> close = pd.Series(np.r_[np.full(30, 100.0), np.linspace(96, 80, 5), np.full(5, 80.0),
     ...                         np.full(80, 89.6)], index=dates)
     >>> vix = pd.Series(np.r_[np.full(30, 12.0), np.full(60, 30.0), np.full(30, 18.0)], index=dates)
-    >>> RegimeLabeler().label(close, vix).spells()[["start", "regime", "sessions", "rule"]]
+    >>> clock_only = RegimeLabeler(RegimeRules(recovery_calm_sessions=None)).label(close, vix)
+    >>> clock_only.spells()[["start", "regime", "sessions", "rule"]]
            start           regime  sessions                        rule
     0 2020-01-01   low_volatility        30                    vix < 15
     1 2020-02-12  high_volatility         3             25 <= vix <= 35
     2 2020-02-17            crash         7  fall >= 15% in 10 sessions
     3 2020-02-26        recovery        63  rise >= 10% from crash low
     4 2020-05-25           normal        17              15 <= vix < 25
-    >>> calm_exit = RegimeLabeler(RegimeRules(recovery_calm_sessions=3)).label(close, vix)
-    >>> calm_exit.spells()[["regime", "sessions"]].iloc[3:].to_numpy().tolist()
+    >>> RegimeLabeler().label(close, vix).spells()[["regime", "sessions"]].iloc[3:].to_numpy().tolist()
     [['recovery', 52], ['normal', 28]]
     """
 
