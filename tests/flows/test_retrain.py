@@ -155,7 +155,7 @@ def test_cli_reads_the_runs_and_the_replay_buffer_back(trained: dict, in_home: S
     assert shown.exit_code == 0, shown.output
     assert outcome.training_set_hash[:16] in shown.output and "ensemble" in shown.output
     assert "crash" in shown.output and "archive · 2020 COVID crash" in shown.output
-    hybrid_rows = int(outcome.provenance.to_numpy().sum())  # before balancing
+    hybrid_rows = int(outcome.provenance.loc["total", "total"])  # before balancing
     text = " ".join(shown.output.split())
     assert f"Balancing: {hybrid_rows:,} rows to {outcome.training_rows:,}, per regime" in text
     explained = runner.invoke(app, ["explain", outcome.run_id, "--top", "3"])
