@@ -188,9 +188,8 @@ class RegimeLabeler:
     leave some training windows with a recovery class of a few sessions; regime balancing keeps
     such a class once rather than oversample it (``models.sampling``, ``min_sessions``). A
     recovery is only reached from a price-rule crash: a crash that the VIX alone signals has no
-    crash low to recover from. A
-    session whose close is NaN fires no trigger and moves no low; the state and its clocks carry
-    on. The label of session ``t`` depends only on data up to ``t``.
+    crash low to recover from. A session whose close is NaN fires no trigger and moves no low; the
+    state and its clocks carry on. The label of session ``t`` depends only on data up to ``t``.
 
     Parameters
     ----------
