@@ -27,6 +27,10 @@ class RegimeRules(_Section):
     #: ``recovery_exit_sessions``. The shorter recoveries this leaves in some training windows are
     #: kept once, not oversampled (``models.sampling.min_regime_sessions``; README, Quality).
     recovery_calm_sessions: int | None = Field(3, ge=1)
+    #: A rise of ``recovery_rise`` starts a recovery only while the VIX reads high volatility
+    #: (``vix_high_volatility_from`` to ``vix_crash_above``); under a calm VIX the crash is over and
+    #: the VIX rules label the session. ``False``: any VIX short of crash starts one.
+    recovery_needs_storm_vix: bool = True
 
     @model_validator(mode="before")
     @classmethod

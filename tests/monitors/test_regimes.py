@@ -28,10 +28,11 @@ RISE = "rise >= 10% from crash low"
 NEW_LOW = "close below crash low"
 CALM = 12.0  # a VIX that reads low_volatility
 EXIT = RegimeRules().recovery_exit_sessions
-#: The price state machine with the clock alone ending a recovery, and with a recovery that also
-#: ends on its third calm session in a row (the default since stop 25).
-PRICE_RULES = RegimeRules(recovery_calm_sessions=None)
-CALM_EXIT = RegimeRules(recovery_calm_sessions=3)
+#: The price state machine with the clock alone ending a recovery (any VIX short of crash starts
+#: one, as before stop 26), and with a recovery that also ends on its third calm session in a row
+#: (stop 25's default).
+PRICE_RULES = RegimeRules(recovery_calm_sessions=None, recovery_needs_storm_vix=False)
+CALM_EXIT = RegimeRules(recovery_calm_sessions=3, recovery_needs_storm_vix=False)
 
 
 def sessions(n: int) -> pd.DatetimeIndex:
@@ -163,7 +164,7 @@ def test_recovery_ends_recovery_exit_sessions_after_it_started() -> None:
 
 def test_recovery_exit_follows_the_rules() -> None:
     close = crash_path(0.20, 5, np.r_[80.0, np.full(30, 90.0)])
-    timeline = label(close, rules=RegimeRules(recovery_exit_sessions=5, recovery_calm_sessions=None))
+    timeline = label(close, rules=PRICE_RULES.model_copy(update={"recovery_exit_sessions": 5}))
     # crash 33..35, recovery from 36 (90 >= 88) for 5 sessions, then the VIX rules to the end.
     assert timeline.spells()["sessions"].tolist() == [33, 3, 5, len(close) - 41]
 
@@ -187,6 +188,26 @@ def test_without_calm_sessions_a_recovery_holds_under_a_calm_vix() -> None:
     assert calm_exit.regime.iloc[36:40].tolist() == ["recovery"] * 3 + ["low_volatility"]
     assert (clock_only.regime.iloc[36:] == "recovery").all()
     assert RegimeRules().recovery_calm_sessions == 3  # the default since stop 25 (README, Quality)
+
+
+def test_a_rise_under_a_calm_vix_ends_the_crash_instead_of_starting_a_recovery() -> None:
+    # The bounce to 88 (session 36) comes with the VIX at 20, 28 or 12: only under high
+    # volatility does it start a recovery; under a calm VIX the crash is over and the VIX rules
+    # label the session, and a later bounce finds no crash to recover from.
+    close = crash_path(0.20, 5, np.r_[80.0, np.full(30, 90.0)])
+    for level, after in ((20.0, "normal"), (12.0, "low_volatility")):
+        vix = pd.Series(30.0, index=close.index)
+        vix.iloc[36:] = level
+        timeline = label(close, vix, rules=RegimeRules())
+        assert timeline.regime.iloc[33:36].tolist() == ["crash"] * 3
+        assert (timeline.regime.iloc[36:] == after).all()
+        assert "recovery" not in set(timeline.regime)
+        # Before stop 26 the same bounce started a recovery that the calm exit ended three sessions on.
+        before = label(close, vix, rules=CALM_EXIT).regime
+        assert before.iloc[36:39].tolist() == ["recovery"] * 3 and before.iloc[39] == after
+    storm_vix = pd.Series(30.0, index=close.index)
+    assert (label(close, storm_vix, rules=RegimeRules()).regime.iloc[36:] == "recovery").all()
+    assert RegimeRules().recovery_needs_storm_vix  # the default since stop 26 (README, Quality)
 
 
 def test_a_new_trigger_ends_a_recovery_and_starts_a_new_crash() -> None:
@@ -420,7 +441,8 @@ def test_agreement_with_the_simulators_true_regimes(simulated: tuple[RegimeTimel
     recall = {r.value: float((labels[truth == r.value] == r.value).mean()) for r in REGIMES}
     # Measured (seed 20080915, 2005-01-03..2021-06-30, the default calm exit): overall 0.843; recall
     # low_volatility 0.94, normal 0.88, high_volatility 0.49, crash 0.91, recovery 0.43 (the clock
-    # alone: overall 0.835, low_volatility 0.91, the rest the same).
+    # alone: overall 0.835, low_volatility 0.91, the rest the same). A rise under a calm VIX ending the
+    # crash (stop 26) changes no label of this market.
     assert float((labels == truth).mean()) >= 0.8
     assert recall["crash"] >= 0.85
     assert recall["low_volatility"] >= 0.85 and recall["normal"] >= 0.8
