@@ -290,7 +290,8 @@ def assemble_training_set(
         report = sampler.report_
         note = " ".join(n for n in (report.empty_regime_note, report.sparse_regime_note) if n)
         sampling = {"n_before": report.n_before, "n_after": report.n_after,
-                    "regimes": [r.__dict__ for r in report.regimes], "note": note}
+                    "regimes": [r.__dict__ for r in report.regimes], "min_sessions": report.min_sessions,
+                    "note": note}
         regimes = samples.rows["regime"].astype(str).to_numpy()
     if training.weights:
         weighter = RegimeWeighter.from_config(config.models)

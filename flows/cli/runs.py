@@ -91,6 +91,10 @@ def runs_show(
     sampling = details.get("sampling") or {}
     if sampling.get("regimes"):
         console.print(balancing_table(sampling))
+        if sampling.get("min_sessions"):
+            floor = sampling["min_sessions"]
+            console.print(f"  balancing: a regime seen on fewer than {floor} sessions is kept once, neither "
+                          "oversampled nor dropped (models.sampling.min_regime_sessions)")
         if sampling.get("note"):
             console.print(f"  balancing: {sampling['note']}")
     for rows_table in member_rows_tables(details):

@@ -158,6 +158,7 @@ def test_cli_reads_the_runs_and_the_replay_buffer_back(trained: dict, in_home: S
     hybrid_rows = int(outcome.provenance.loc["total", "total"])  # before balancing
     text = " ".join(shown.output.split())
     assert f"Balancing: {hybrid_rows:,} rows to {outcome.training_rows:,}, per regime" in text
+    assert "a regime seen on fewer than 10 sessions is kept once" in text
     explained = runner.invoke(app, ["explain", outcome.run_id, "--top", "3"])
     assert explained.exit_code == 0, explained.output
     assert "crash" in explained.output and "shap-by-regime.png" in " ".join(explained.output.split())
