@@ -187,8 +187,8 @@ class RegimeLabeler:
     when only the 63-session clock ended a recovery, 73% with three calm sessions ending it too,
     for 38% of the true recovery sessions found against 40% (one calm session: 77%, 36%; a test
     holds the gain on another simulated market).
-    Three in a row, not one, so that a single quiet session does not end it. Why a calm VIX
-    ends a crash that rises rather than start a recovery: such a recovery would last the three
+    Three in a row, not one, so that a single quiet session does not end it. Why a rise under a
+    calm VIX ends the crash rather than start a recovery: that recovery would last only the three
     sessions its calm exit takes. On 200 development markets this removed 123 of 973 recoveries,
     111 of them under 10 sessions; of the sessions labelled recovery, 72% were truly recovering
     (70% before), and 40.1% of the true recovery sessions were found (40.2%). Shorter recoveries

@@ -191,7 +191,7 @@ def test_without_calm_sessions_a_recovery_holds_under_a_calm_vix() -> None:
 
 
 def test_a_rise_under_a_calm_vix_ends_the_crash_instead_of_starting_a_recovery() -> None:
-    # The bounce to 88 (session 36) comes with the VIX at 20, 28 or 12: only under high
+    # The bounce to 88 (session 36) comes with the VIX at 20, 12 or 30: only under high
     # volatility does it start a recovery; under a calm VIX the crash is over and the VIX rules
     # label the session, and a later bounce finds no crash to recover from.
     close = crash_path(0.20, 5, np.r_[80.0, np.full(30, 90.0)])
