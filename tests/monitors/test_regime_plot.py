@@ -22,7 +22,8 @@ WINDOWS = [
 
 
 def a_timeline() -> tuple[pd.Series, RegimeTimeline]:
-    """Two calm years, a crash and a recovery; the VIX observed only in the second half."""
+    """Two calm years, a crash and a recovery; the VIX observed only in the second half, and
+    at 30 (high volatility, where a rise from the crash low starts a recovery) through the storm."""
     rng = np.random.default_rng(3)
     index = pd.bdate_range("2007-06-01", "2009-12-31", name="date")
     returns = rng.normal(0.0003, 0.01, len(index))
@@ -30,6 +31,7 @@ def a_timeline() -> tuple[pd.Series, RegimeTimeline]:
     returns[(index >= "2008-10-15") & (index < "2008-12-15")] = 0.005
     close = pd.Series(1000.0 * np.exp(np.cumsum(returns)), index=index)
     vix = pd.Series(20 + 12 * np.sin(np.arange(len(index)) / 40), index=index).loc["2008-06-01":]
+    vix.loc["2008-09-15":"2008-12-15"] = 30.0
     return close, RegimeLabeler().label(close, vix)
 
 
