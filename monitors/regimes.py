@@ -291,7 +291,8 @@ def _price_states(close: np.ndarray, vix_crash: np.ndarray, vix_calm: np.ndarray
 
     ``vix_crash`` is True where the VIX (or its fallback) reads crash: no recovery starts there.
     ``vix_calm`` is True where it reads normal or low volatility: enough of those in a row end a
-    recovery.
+    recovery, and (with ``recovery_needs_storm_vix``) a rise on one ends the crash instead of
+    starting a recovery.
     """
     n = len(close)
     prior_max = (
@@ -302,6 +303,7 @@ def _price_states(close: np.ndarray, vix_crash: np.ndarray, vix_calm: np.ndarray
     rise = 1.0 + rules.recovery_rise
     exit_after = rules.recovery_exit_sessions
     calm_exit = rules.recovery_calm_sessions or n + 1  # None: never
+    calm_rise_ends_crash = rules.recovery_needs_storm_vix
     state = np.full(n, _VIX, dtype=np.int8)
     mode = _VIX  # _VIX, or the rule code holding the crash (_FALL, _NEW_LOW), or _RISE
     low = np.nan
@@ -319,7 +321,7 @@ def _price_states(close: np.ndarray, vix_crash: np.ndarray, vix_calm: np.ndarray
             if x < low:
                 low = x
             if x >= low * rise and not vix_crash[t]:
-                if vix_calm[t] and rules.recovery_needs_storm_vix:
+                if calm_rise_ends_crash and vix_calm[t]:
                     mode = _VIX
                 else:
                     mode, clock, calm_run = _RISE, t, 0
