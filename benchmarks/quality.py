@@ -30,7 +30,8 @@ development seeds of ``--development``, and on the retraining's own purged valid
 Per test set and regime (the causal labeler's, and the simulator's true regime): the oracle's
 accuracy, window only, each ablation step with one member (``ABLATION_MEMBER``), the hybrid
 with archive rows regimed by the labeler instead of their event (issue 13, point 3), every zoo
-member on the hybrid set, the served ensemble of the hybrid and of the window alone: mean and
+member on the hybrid set, the window zoo's ensemble, the hybrid zoo's on every row, and the
+served model (the hybrid zoo with calm rows served by the window zoo, as a retrain serves it): mean and
 standard deviation over seeds, the paired difference to window only with a 95% interval (t),
 and the share of the achievable edge ``(accuracy - 0.5) / (oracle - 0.5)``. The run writes
 ``benchmarks/results/quality.json`` and ``quality-edge.png`` (a run of fewer than ten seeds:
@@ -77,6 +78,7 @@ from flows.training import (
     FittedMember,
     MarketData,
     PreparedRun,
+    Validation,
     archive_samples,
     ensemble_weighting,
     fit_member,
@@ -86,6 +88,7 @@ from flows.training import (
     replay_samples,
     validate,
     window_samples,
+    window_zoo_gate,
     with_regimes,
 )
 from market.config import LiveStorm, SimulatorSettings
@@ -96,7 +99,7 @@ from market.vocabulary import REGIMES, Regime
 from memory.replay import ReplayBuffer
 from models.config import TrainingConfig
 from models.validation import purge_training
-from models.zoo import SoftVotingEnsemble, StormGate, positive_class_proba
+from models.zoo import CalmGate, CalmGatedEnsemble, SoftVotingEnsemble, StormGate, positive_class_proba
 from monitors.regimes import label_samples
 
 #: The "today" of every run: the training window ends here and the live storm comes after it.
@@ -153,6 +156,9 @@ STEPS: tuple[tuple[str, dict[str, bool]], ...] = (
 LABELER_VARIANT = "hybrid, archive regimed by labeler"
 ENSEMBLE = "served ensemble"
 WINDOW_ENSEMBLE = "window-only ensemble"
+#: The served model without its calm gate: the hybrid zoo on every row, as served before stop 27
+#: (``models.validation.ensemble_window_zoo_below_vix: null``); measured against the served one.
+HYBRID_ZOO = "hybrid zoo on every row"
 #: The served ensemble's members weighted otherwise (no refit: the same fitted members), measured
 #: against the served one: without the storm members (every row by the validation-skill weights),
 #: skill on all validation rows together (before issue 13), storm rows weighted among every member
@@ -171,6 +177,7 @@ STEP_BEFORE: dict[str, str] = {
     **{step: before for (before, _), (step, _) in zip(STEPS, STEPS[1:], strict=False)},
     LABELER_VARIANT: STEPS[-1][0],
     ENSEMBLE: WINDOW_ENSEMBLE,
+    HYBRID_ZOO: ENSEMBLE,
     **dict.fromkeys(WEIGHTINGS, ENSEMBLE),
 }
 
@@ -343,24 +350,36 @@ def score_rows(test: TestSet, proba: np.ndarray, regimes: Mapping[str, np.ndarra
 
 
 def served_predictions(fitted: list[FittedMember], prepared: PreparedRun, weighting: Mapping[str, Any] | None,
-                       features: pd.DataFrame) -> tuple[np.ndarray, dict[str, Any]]:
-    """The served ensemble of ``fitted`` weighted as ``weighting`` says (``validate``'s keywords;
-    ``None``: every member alike): its probabilities on ``features`` and the weights it used,
-    with how many rows it gated."""
+                       features: pd.DataFrame, window: Validation | None = None,
+                       gate: CalmGate | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The served model of ``fitted`` weighted as ``weighting`` says (``validate``'s keywords;
+    ``None``: every member alike), with the rows ``gate`` calls calm served by ``window`` (the
+    window zoo's validation) when both are given, as a retrain serves them: its probabilities on
+    ``features`` and the weights it used, with how many rows each gate took."""
     if weighting is None:  # nothing to validate: every member alike
-        served = SoftVotingEnsemble(members={m.name: m.model for m in fitted},
-                                    weights={m.name: 1 / len(fitted) for m in fitted},
-                                    feature_names=prepared.training_set.samples.feature_names)
+        ensemble = SoftVotingEnsemble(members={m.name: m.model for m in fitted},
+                                      weights={m.name: 1 / len(fitted) for m in fitted},
+                                      feature_names=prepared.training_set.samples.feature_names)
         storm_validation_rows = 0
     else:
         validation = validate(fitted, prepared, **weighting)
-        served = validation.ensemble
-        storm_validation_rows = int(served.storm_rows(validation.rows.features).sum())
-    return served.predict_proba(features)[:, 1], {
-        "weights": dict(served.weights),
-        "storm_weights": None if served.storm_weights is None else dict(served.storm_weights),
-        "storm_validation_rows": storm_validation_rows,
-        "storm_test_rows": int(served.storm_rows(features).sum())}
+        ensemble = validation.ensemble
+        storm_validation_rows = int(ensemble.storm_rows(validation.rows.features).sum())
+    served = ensemble if window is None or gate is None else CalmGatedEnsemble(ensemble, window.ensemble, gate)
+    return positive_class_proba(served, features), {
+        **serving(served, features), "storm_validation_rows": storm_validation_rows}
+
+
+def serving(served: SoftVotingEnsemble | CalmGatedEnsemble, features: pd.DataFrame) -> dict[str, Any]:
+    """The weights a served model serves with, and how many of ``features``' rows each gate takes
+    (the storm weights; the window zoo's calm rows)."""
+    pair = served if isinstance(served, CalmGatedEnsemble) else None
+    ensemble = served if pair is None else pair.hybrid
+    return {"weights": dict(ensemble.weights),
+            "storm_weights": None if ensemble.storm_weights is None else dict(ensemble.storm_weights),
+            "storm_test_rows": int(ensemble.storm_rows(features).sum()),
+            "calm_weights": None if pair is None else dict(pair.calm.weights),
+            "calm_test_rows": 0 if pair is None else int(pair.calm_rows(features).sum())}
 
 
 def run_seed(
@@ -477,27 +496,31 @@ def run_seed(
         (member,) = cache.members([ablation_member], labeler_prepared)
         add(LABELER_VARIANT, positive_class_proba(member.model, features))
 
-        for variant, prepared in ((ENSEMBLE, prepared_steps[STEPS[-1][0]]),
-                                  (WINDOW_ENSEMBLE, prepared_steps[STEPS[0][0]])):
-            fitted = cache.members(zoo, prepared)
-            configured = ensemble_weighting(config)
-            proba, used = served_predictions(fitted, prepared, configured, features)
+        # The window zoo, as a retrain fits and validates it; it serves the calm rows of the served
+        # model (``validate_run``'s steps), and alone it is what the served model is judged against.
+        configured = ensemble_weighting(config)
+        window_prepared = prepared_steps[STEPS[0][0]]
+        window_zoo = validate(cache.members(zoo, window_prepared), window_prepared, **configured)
+        calm_gate = window_zoo_gate(config, training_config(config, STEPS[-1][1]))
+        add(WINDOW_ENSEMBLE, positive_class_proba(window_zoo.ensemble, features))
+        weights.append({"test": test.name, "variant": WINDOW_ENSEMBLE, **serving(window_zoo.ensemble, features)})
+        prepared = prepared_steps[STEPS[-1][0]]
+        fitted = cache.members(zoo, prepared)
+        for member in fitted:
+            add(f"member: {member.name}", positive_class_proba(member.model, features))
+        storm_gate = StormGate(above=config.monitors.regimes.vix_crash_above)
+        for variant, weighting, calm_zoo in (
+                (ENSEMBLE, configured, window_zoo),
+                (HYBRID_ZOO, configured, None),
+                (NO_STORM_MEMBERS, {**configured, "storm_gate": None, "storm_members": None}, window_zoo),
+                (OVERALL_WEIGHTS, {**configured, "ensemble_skill": "overall"}, window_zoo),
+                (STORM_WEIGHTS, {**configured, "storm_gate": configured["storm_gate"] or storm_gate,
+                                 "storm_members": None}, window_zoo),
+                (ACCURACY_WEIGHTS, {**configured, "skill_metric": "accuracy"}, window_zoo),
+                (EQUAL_WEIGHTS, None, window_zoo)):
+            proba, used = served_predictions(fitted, prepared, weighting, features, calm_zoo, calm_gate)
             add(variant, proba)
             weights.append({"test": test.name, "variant": variant, **used})
-            if variant == ENSEMBLE:
-                for member in fitted:
-                    add(f"member: {member.name}", positive_class_proba(member.model, features))
-                gate = StormGate(above=config.monitors.regimes.vix_crash_above)
-                for other, weighting in ((NO_STORM_MEMBERS, {**configured, "storm_gate": None,
-                                                             "storm_members": None}),
-                                         (OVERALL_WEIGHTS, {**configured, "ensemble_skill": "overall"}),
-                                         (STORM_WEIGHTS, {**configured, "storm_gate": configured["storm_gate"] or gate,
-                                                          "storm_members": None}),
-                                         (ACCURACY_WEIGHTS, {**configured, "skill_metric": "accuracy"}),
-                                         (EQUAL_WEIGHTS, None)):
-                    proba, used = served_predictions(fitted, prepared, weighting, features)
-                    add(other, proba)
-                    weights.append({"test": test.name, "variant": other, **used})
         log(f"  seed {seed}: {test.name} done ({time.perf_counter() - started:.0f} s)")
     hybrid = prepared_steps[STEPS[-1][0]].training_set  # of the last test set: sizes for the record
     return {
@@ -568,7 +591,7 @@ def summarise(seeds: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 
 def variant_order(variants: Iterable[str]) -> list[str]:
-    fixed = ["oracle", *(s for s, _ in STEPS), LABELER_VARIANT, WINDOW_ENSEMBLE, ENSEMBLE, *WEIGHTINGS]
+    fixed = ["oracle", *(s for s, _ in STEPS), LABELER_VARIANT, WINDOW_ENSEMBLE, ENSEMBLE, HYBRID_ZOO, *WEIGHTINGS]
     present = list(dict.fromkeys(variants))
     return [v for v in fixed if v in present] + sorted(v for v in present if v not in fixed)
 
@@ -641,14 +664,15 @@ def interval_text(row: pd.Series, name: str) -> str:
 
 def summary_table(table: pd.DataFrame, source: str = "labeler") -> str:
     """The README's table: per test set and regime (enough rows), the oracle, window only, the
-    window-only and the served ensemble, the paired difference of the two ensembles [95%], the
+    window-only ensemble, the hybrid zoo alone, the served ensemble (the hybrid zoo with calm rows
+    served by the window zoo), the paired difference of the two ensembles [95%], the
     served ensemble's edge share [95%], and the contributions of replay and of the labeler's
     archive regimes (the ablation member)."""
     part = table.loc[(table["regime_source"] == source) & (table["rows"] >= MIN_ROWS)]
-    lines = ["| test set | regime | rows | oracle | window only | window-only ensemble | served ensemble | "
-             "served - window-only ensemble [95%] | edge share [95%] | replay's step [95%] | "
+    lines = ["| test set | regime | rows | oracle | window only | window-only ensemble | hybrid zoo on every row | "
+             "served ensemble | served - window-only ensemble [95%] | edge share [95%] | replay's step [95%] | "
              "labeler's archive regimes [95%] |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for test in dict.fromkeys(part["test"]):
         for regime in [*(r.value for r in REGIMES), "overall"]:
             rows = part.loc[(part["test"] == test) & (part["regime"] == regime)].set_index("variant")
@@ -664,7 +688,7 @@ def summary_table(table: pd.DataFrame, source: str = "labeler") -> str:
             replay = interval_text(rows.loc[STEPS[-1][0]], "diff_step") if STEPS[-1][0] in rows.index else ""
             labeler = interval_text(rows.loc[LABELER_VARIANT], "diff_step") if LABELER_VARIANT in rows.index else ""
             lines.append(f"| {test} | {regime} | {int(served['rows']):,} | {acc('oracle')} | {acc('window only')} | "
-                         f"{acc(WINDOW_ENSEMBLE)} | **{acc(ENSEMBLE)}** | {interval_text(served, 'diff_window_ensemble')} | "
+                         f"{acc(WINDOW_ENSEMBLE)} | {acc(HYBRID_ZOO)} | **{acc(ENSEMBLE)}** | {interval_text(served, 'diff_window_ensemble')} | "
                          f"{share} | {replay} | {labeler} |")
     return "\n".join(lines)
 
@@ -849,7 +873,12 @@ def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "", first_see
           "should teach, and fits in about a second; the full zoo and the served ensemble are measured on "
           "the hybrid set and on the window alone, on every test set and seed")
     print(f"  replay: the buffer is filled by a retrain {PREVIOUS_RUN_SESSIONS} sessions before today "
-          f"(its served model: {ABLATION_MEMBER} alone)", flush=True)
+          f"(its served model: {ABLATION_MEMBER} alone)")
+    calm = config.models.validation.ensemble_window_zoo_below_vix
+    print("  served model: " + ("the hybrid zoo on every row" if calm is None else
+                               f"the hybrid zoo, with rows of a VIX below {calm:g} served by the window zoo "
+                               f"(models.validation.ensemble_window_zoo_below_vix; '{HYBRID_ZOO}' without it)"),
+          flush=True)
     if jobs > 1:
         print(f"  {jobs} seeds at a time, each in its own process", flush=True)
     runs: list[dict[str, Any]] = []

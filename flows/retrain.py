@@ -188,23 +188,38 @@ def train_member(name: str, loaded: LoadedConfig, training_set: steps.TrainingSe
     return steps.fit_member(name, models.zoo[name], training_set, models.training.subsample)  # type: ignore[index]
 
 
+@task(name="train-window-member", task_run_name="train-{name}-on-window", **_task)
+def train_window_member(name: str, loaded: LoadedConfig,
+                        training_set: steps.TrainingSet) -> steps.FittedMember:
+    """One member of the window zoo (``models.validation.ensemble_window_zoo_below_vix``): fitted
+    on the rolling window alone, it serves the calm rows."""
+    models = loaded.config.models
+    return steps.fit_member(name, models.zoo[name], training_set, models.training.subsample)  # type: ignore[index]
+
+
 @task(name="validate-per-regime", **_task)
-def validate_per_regime(loaded: LoadedConfig, members: list[steps.FittedMember],
-                        prepared: steps.PreparedRun) -> steps.Validation:
-    """Every member and the ensemble on the five per-regime validation sets."""
-    return steps.validate(members, prepared, **steps.ensemble_weighting(loaded.config))
+def validate_per_regime(loaded: LoadedConfig, members: list[steps.FittedMember], prepared: steps.PreparedRun,
+                        window: tuple[list[steps.FittedMember], steps.PreparedRun] | None = None,
+                        gate: steps.CalmGate | None = None) -> steps.Validation:
+    """Every member and the ensemble on the five per-regime validation sets (and the window zoo,
+    which serves the rows ``gate`` calls calm)."""
+    return steps.validate_run(loaded.config, members, prepared, window=window, gate=gate)
 
 
 def record_run(loaded: LoadedConfig, run_id: str, prepared: steps.PreparedRun,
                members: list[steps.FittedMember], validation: steps.Validation, seconds: float,
-               admit_replay: bool) -> dict[str, Any]:
+               admit_replay: bool,
+               window: tuple[list[steps.FittedMember], steps.PreparedRun] | None) -> dict[str, Any]:
     """Models, checksums and metrics in the store; the worst validation errors into replay."""
     replay = steps.record_success(loaded, Settings(), run_id, prepared, members, validation,
-                                  seconds=seconds, admit_replay=admit_replay)
+                                  seconds=seconds, admit_replay=admit_replay, window=window)
     add_asset_metadata(f"stormwatch://model/{prepared.data.source}/ensemble", {
         "run_id": run_id, "members": len(members), "training_set": prepared.training_set.content_hash[:16],
         "weights": {k: round(v, 4) for k, v in validation.ensemble.weights.items()},
-        "storm_weights": {k: round(v, 4) for k, v in (validation.ensemble.storm_weights or {}).items()}})
+        "storm_weights": {k: round(v, 4) for k, v in (validation.ensemble.storm_weights or {}).items()},
+        "calm_rows": None if validation.calm_gate is None else validation.calm_gate.rule,
+        "window_zoo_weights": {k: round(v, 4) for k, v in (validation.window.ensemble.weights.items()
+                                                            if validation.window is not None else ())}})
     return replay
 
 
@@ -289,6 +304,8 @@ class RetrainOutcome:
     backtest: pd.DataFrame | None = None  # the signal backtest's summary, overall and per regime
     report: Path | None = None
     member_rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # per member: rows fitted, subsample
+    window_weights: dict[str, float] | None = None  # the window zoo's, serving calm rows; None: one zoo
+    calm_gate: str | None = None  # the rule of the rows it serves, e.g. "vix_level < 25"
 
 
 def _table_artifact(accuracy: pd.DataFrame, run_id: str) -> None:
@@ -352,21 +369,30 @@ def retrain(
             progress.step(step)
         training_set = _asset("training-set", data.source)
         _materializing(record_training_set, training_set, bars, archive)(run_id, prepared)
-        futures = [train_member.submit(member, loaded, prepared.training_set)
-                   for member in loaded.config.models.zoo]
-        members = [future.result() for future in futures]
-        for member in members:
+        calm_gate = steps.window_zoo_gate(loaded.config, training)
+        zoo = list(loaded.config.models.zoo)
+        futures = [train_member.submit(member, loaded, prepared.training_set) for member in zoo]
+        window_zoo = None
+        if calm_gate is not None:  # the calm rows' zoo: the same members on the window alone
+            on_window = prepare_training_set(loaded, data, window, archived, None, timeline,
+                                             training.baseline())
+            futures += [train_window_member.submit(member, loaded, on_window.training_set) for member in zoo]
+        fitted = [future.result() for future in futures]
+        members = fitted[:len(zoo)]
+        if calm_gate is not None:
+            window_zoo = (fitted[len(zoo):], on_window)
+        for member in fitted:
             for warning in member.warnings:
                 logger.warning("%s: %s", member.name, warning)
         progress.step(STEPS[9])
-        validation = validate_per_regime(loaded, members, prepared)
+        validation = validate_per_regime(loaded, members, prepared, window_zoo, calm_gate)
         progress.step(STEPS[10])
         explanation = shap_by_regime(loaded, run_id, validation)
         progress.step(STEPS[11])
         seconds = time.perf_counter() - started
         model = Asset(key=f"stormwatch://model/{data.source}/ensemble")
         admission = _materializing(record_run, model, training_set)(
-            loaded, run_id, prepared, members, validation, seconds, training.replay)
+            loaded, run_id, prepared, members, validation, seconds, training.replay, window_zoo)
         progress.step(STEPS[12])
         gate = promotion_gate(loaded, run_id, prepared, validation)
         if not gate.promoted:
@@ -390,6 +416,8 @@ def retrain(
         ensemble_weights=dict(validation.ensemble.weights),
         storm_weights=None if (storm := validation.ensemble.storm_weights) is None else dict(storm),
         storm_gate=steps.storm_rule(validation.ensemble),
+        window_weights=None if validation.window is None else dict(validation.window.ensemble.weights),
+        calm_gate=None if validation.calm_gate is None else validation.calm_gate.rule,
         archive_version=prepared.archive_version, archive_built=prepared.archive_built,
         replay_rows=0 if prepared.replay is None else len(prepared.replay), replay_admission=admission,
         gate=gate, explanation=explanation,
@@ -422,12 +450,14 @@ def _summary_markdown(run_id: str, prepared: steps.PreparedRun, validation: step
     ts = prepared.training_set
     replay_rows = 0 if prepared.replay is None else len(prepared.replay)
     ensemble = validation.ensemble
-    storm = steps.storm_rule(ensemble)
-    storm_weights = ensemble.storm_weights or {}
-    weights = "\n".join(f"| {name} | {weight:.3f} |" + (f" {storm_weights[name]:.3f} |" if storm else "")
-                        for name, weight in ensemble.weights.items())
-    header = (f"| member | ensemble weight | in storms ({storm}) |\n|---|---|---|" if storm
-              else "| member | ensemble weight |\n|---|---|")
+    columns = {"ensemble weight": dict(ensemble.weights)}
+    if (storm := steps.storm_rule(ensemble)) is not None:
+        columns[f"in storms ({storm})"] = dict(ensemble.storm_weights or {})
+    if validation.window is not None and validation.calm_gate is not None:
+        columns[f"window zoo, {validation.calm_gate.rule}"] = dict(validation.window.ensemble.weights)
+    cells = {name: [f"{c.get(name, 0.0):.3f}" for c in columns.values()] for name in ensemble.weights}
+    weights = "\n".join("| " + " | ".join([name, *values]) + " |" for name, values in cells.items())
+    header = "| member | " + " | ".join(columns) + " |\n|---" + "|---" * len(columns) + "|"
     return (
         f"# Retraining run {run_id}\n\n"
         f"- as of **{prepared.data.as_of.date()}**, source `{prepared.data.source}`, "

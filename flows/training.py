@@ -24,7 +24,7 @@ import resource
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ from models.validation import purge_training, regime_metrics, regime_validation_
 from models.weighting import RegimeWeighter
 from models.zoo import (
     TRUSTED_TYPE_PREFIXES,
+    CalmGate,
+    CalmGatedEnsemble,
     SoftVotingEnsemble,
     StormGate,
     ensemble_weights,
@@ -423,13 +425,26 @@ def fit_member(name: str, spec: MemberSpec, training_set: TrainingSet,
 
 @dataclass(frozen=True)
 class Validation:
-    """Per-regime metrics of every member and of the ensemble on the five validation sets."""
+    """Per-regime metrics of every member and of the ensemble on the five validation sets.
+
+    ``ensemble`` is the zoo's soft vote; ``window`` (with ``calm_gate``), when calm rows are
+    served by the zoo fitted on the window alone, is that zoo's own validation. ``served`` is
+    the model a run records and the gate judges, and ``ensemble_proba`` and ``metrics["ensemble"]``
+    are its."""
 
     rows: Samples
     metrics: dict[str, pd.DataFrame]  # member (and "ensemble") -> regime_metrics table
     ensemble: SoftVotingEnsemble
     ensemble_proba: np.ndarray
     reference_log_loss: float
+    window: Validation | None = None
+    calm_gate: CalmGate | None = None
+
+    @property
+    def served(self) -> SoftVotingEnsemble | CalmGatedEnsemble:
+        if self.window is None or self.calm_gate is None:
+            return self.ensemble
+        return CalmGatedEnsemble(hybrid=self.ensemble, calm=self.window.ensemble, gate=self.calm_gate)
 
 
 def ensemble_weighting(config: StormwatchConfig) -> dict[str, Any]:
@@ -442,6 +457,32 @@ def ensemble_weighting(config: StormwatchConfig) -> dict[str, Any]:
             "skill_metric": settings.ensemble_skill_metric, "storm_gate": gate,
             "min_storm_rows": settings.ensemble_min_storm_rows,
             "storm_members": None if storm_members is None else tuple(storm_members)}
+
+
+def window_zoo_gate(config: StormwatchConfig, training: TrainingConfig) -> CalmGate | None:
+    """The gate under which a run serves calm rows by a zoo fitted on the window alone: ``None``
+    when ``models.validation.ensemble_window_zoo_below_vix`` is off, or when the run trains on
+    the window alone anyway (its one zoo is that zoo)."""
+    below = config.models.validation.ensemble_window_zoo_below_vix
+    if below is None or variant_name(training) == "baseline":
+        return None
+    return CalmGate(below=below)
+
+
+def with_calm_rows_by_window(validation: Validation, window: Validation, gate: CalmGate) -> Validation:
+    """``validation`` (the hybrid zoo's) serving the rows ``gate`` calls calm by ``window`` (the
+    window zoo's, validated on the same rows): the served model is the pair, and the metrics
+    keep both zoos' ensembles (``hybrid_ensemble``, ``window_ensemble``) beside the pair's."""
+    if not validation.rows.features.index.equals(window.rows.features.index):
+        raise ValueError("the hybrid and the window zoo were validated on different rows")
+    paired = replace(validation, window=window, calm_gate=gate)
+    proba = positive_class_proba(paired.served, validation.rows.features)
+    y = validation.rows.target.to_numpy()
+    members = {name: table for name, table in validation.metrics.items() if name != "ensemble"}
+    metrics = {**members, "hybrid_ensemble": validation.metrics["ensemble"],
+               "window_ensemble": window.metrics["ensemble"],
+               "ensemble": regime_metrics(y, proba, validation.rows.rows["regime"].astype(str).to_numpy())}
+    return replace(paired, metrics=metrics, ensemble_proba=proba)
 
 
 def storm_rule(ensemble: SoftVotingEnsemble) -> str | None:
@@ -528,6 +569,20 @@ def validate(members: list[FittedMember], prepared: PreparedRun, *, ensemble_ski
                       reference_log_loss=float(reference.loc["overall", "log_loss"]))
 
 
+def validate_run(config: StormwatchConfig, members: list[FittedMember], prepared: PreparedRun, *,
+                 window: tuple[list[FittedMember], PreparedRun] | None = None,
+                 gate: CalmGate | None = None) -> Validation:
+    """Step 11 as a run takes it: the zoo validated and weighted as ``models.validation`` says,
+    and, with a window zoo (its members and its prepared set) and the ``gate`` of
+    :func:`window_zoo_gate`, that zoo validated the same way and serving the calm rows."""
+    weighting = ensemble_weighting(config)
+    validation = validate(members, prepared, **weighting)
+    if window is None or gate is None:
+        return validation
+    window_members, window_prepared = window
+    return with_calm_rows_by_window(validation, validate(window_members, window_prepared, **weighting), gate)
+
+
 def accuracy_table(metrics: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Accuracy per regime (rows: the five regimes and overall) of every member and the
     ensemble, with the count behind each row."""
@@ -594,15 +649,21 @@ def record_success(
     *,
     seconds: float,
     admit_replay: bool,
+    window: tuple[Sequence[FittedMember], PreparedRun] | None = None,
 ) -> dict[str, Any]:
-    """Write the models and metrics and mark the run succeeded; then admit the ensemble's worst
-    validation errors to the replay buffer. Returns what the buffer did."""
+    """Write the models and metrics and mark the run succeeded; then admit the served model's
+    worst validation errors to the replay buffer. Returns what the buffer did.
+
+    The window zoo's members (``window``: its members and its prepared set) are kept inside the
+    served model's file, not as files of their own; the run's details say how they were weighted,
+    fitted and on which set."""
     config = loaded.config
     files = [ModelFile(member=m.name, model=m.model, fit_seconds=m.fit_seconds,
                        ensemble_weight=validation.ensemble.weights[m.name],
                        params=config.models.zoo[m.name].kwargs) for m in members]  # type: ignore[index]
-    files.append(ModelFile(member="ensemble", model=validation.ensemble,
-                           fit_seconds=sum(m.fit_seconds for m in members)))
+    window_members = list(window[0]) if window is not None else []
+    files.append(ModelFile(member="ensemble", model=validation.served,
+                           fit_seconds=sum(m.fit_seconds for m in [*members, *window_members])))
     runs = open_runs(settings)
     try:
         details = json.loads(runs.get(run_id).details or "{}")
@@ -610,6 +671,8 @@ def record_success(
         storm, storm_weights = storm_rule(validation.ensemble), validation.ensemble.storm_weights
         if storm is not None:  # the weights that rows in storms are served with
             details["storm_weights"] = {"rule": storm, "weights": dict(storm_weights or {})}
+        if window is not None and validation.window is not None:  # who serves calm rows, fitted on what
+            details["window_zoo"] = window_zoo_details(validation, window_members, window[1].training_set)
         runs.succeed(run_id, files, validation.metrics, seconds=seconds, peak_memory_mb=peak_memory_mb(),
                      details=json.dumps(details, default=str))
     finally:
@@ -623,6 +686,18 @@ def record_success(
     finally:
         buffer.store.dispose()
     return report.__dict__
+
+
+def window_zoo_details(validation: Validation, window_members: Sequence[FittedMember],
+                       training_set: TrainingSet) -> dict[str, Any]:
+    """What the run record keeps of the window zoo: the rule, its weights, its set, fits and rows."""
+    window = validation.window
+    assert window is not None and validation.calm_gate is not None
+    return {"rule": validation.calm_gate.rule, "weights": dict(window.ensemble.weights),
+            "training_rows": len(training_set.samples), "training_set_hash": training_set.content_hash,
+            "fit_seconds": {m.name: round(m.fit_seconds, 3) for m in window_members},
+            "member_rows": {m.name: m.rows for m in window_members},
+            "calm_validation_rows": int(validation.calm_gate.mask(validation.rows.features).sum())}
 
 
 def record_failure(settings: Settings, run_id: str, exc: BaseException) -> None:

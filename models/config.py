@@ -83,6 +83,11 @@ class ValidationConfig(_Section):
     #: The VIX above which a row is a storm for the storm weights and members; ``None``: the
     #: labeler's crash threshold, ``monitors.regimes.vix_crash_above``.
     ensemble_storm_vix_above: float | None = Field(30.0, gt=0)
+    #: Rows with a VIX below this are served by a second zoo, fitted on the rolling window alone
+    #: (``models.zoo.CalmGatedEnsemble``): the hybrid set's members pay for storms with accuracy in
+    #: calm markets. 25 is the labeler's high-volatility threshold. ``None``: one zoo serves every
+    #: row (a retrain fits half the rows fewer).
+    ensemble_window_zoo_below_vix: float | None = Field(25.0, gt=0)
 
 
 class GateConfig(_Section):

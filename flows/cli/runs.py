@@ -99,6 +99,12 @@ def runs_show(
             console.print(f"  balancing: {sampling['note']}")
     for rows_table in member_rows_tables(details):
         console.print(rows_table)
+    if details.get("window_zoo"):
+        zoo = details["window_zoo"]
+        weights = ", ".join(f"{name} {w:.2f}" for name, w in zoo["weights"].items() if w > 0) or "equal"
+        console.print(f"  calm rows ({zoo['rule']}): served by the zoo fitted on the window alone, "
+                      f"{zoo['training_rows']:,} rows, sha256 {zoo['training_set_hash'][:16]}; "
+                      f"weights {weights}")
     if models:
         table = Table(title="Models")
         for column in ("member", "class", "ensemble weight", "fit seconds", "sha256"):
@@ -116,6 +122,7 @@ def runs_show(
         order = [r for r in ("normal", "crash", "recovery", "high_volatility", "low_volatility", "overall")
                  if r in pivot.index]
         members = [m.member for m in models if m.member in pivot.columns]
+        members += [m for m in ("hybrid_ensemble", "window_ensemble") if m in pivot.columns]
         console.print(accuracy_table(pd.concat([counts.rename("n"), pivot[members]], axis=1).loc[order],
                                      "Validation accuracy per regime"))
 
