@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,11 @@ def write_report(
         metrics["champion"] = gate.champion_metrics["accuracy"].reindex(metrics.index)
     section("metrics", _image(accuracy_png, "accuracy per regime")
             + "<p>Accuracy per regime of every member, the ensemble (the challenger) and the serving "
-            "champion, on the same validation rows.</p>" + _table(metrics))
+            "champion, on the same validation rows."
+            + ("" if outcome.calm_gate is None else
+               f" The challenger serves rows with {html.escape(outcome.calm_gate)} by the zoo fitted on the "
+               "window alone (<code>window_ensemble</code>), the others by the zoo fitted on the hybrid set "
+               "(<code>hybrid_ensemble</code>).") + "</p>" + _table(metrics))
     verdict = ("promoted" if gate.promoted else "not promoted") + (
         " (first model, against the floors)" if gate.decision.first_model
         else f" against champion {html.escape(str(gate.champion_before))}")
@@ -161,6 +166,10 @@ def write_report(
         "replay": f"{run.replay_rows} rows {run.replay_version}", "training set": run.training_set_hash[:16],
         "flow run": run.flow_run_id, "validation rows": f"{len(validation.rows):,}",
     }})
+    zoo = json.loads(run.details or "{}").get("window_zoo")
+    if zoo:  # the second zoo's set: the window alone, purged against the same validation rows
+        lineage.loc["window zoo's training set"] = (f"{zoo['training_set_hash'][:16]} "
+                                                    f"({zoo['training_rows']:,} rows; serves {zoo['rule']})")
     section("lineage", lineage.to_html(border=0, classes="t"))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Stormwatch run {outcome.run_id}"
             f"</title><style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>"

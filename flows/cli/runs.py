@@ -121,8 +121,8 @@ def runs_show(
         counts = metrics[metrics["member"] == "ensemble"].set_index("regime")["n"]
         order = [r for r in ("normal", "crash", "recovery", "high_volatility", "low_volatility", "overall")
                  if r in pivot.index]
-        members = [m.member for m in models if m.member in pivot.columns]
-        members += [m for m in ("hybrid_ensemble", "window_ensemble") if m in pivot.columns]
+        members = [m.member for m in models if m.member in pivot.columns and m.member != "ensemble"]
+        members += [m for m in ("hybrid_ensemble", "window_ensemble", "ensemble") if m in pivot.columns]
         console.print(accuracy_table(pd.concat([counts.rename("n"), pivot[members]], axis=1).loc[order],
                                      "Validation accuracy per regime"))
 

@@ -4,6 +4,7 @@ refuse a tampered file, a failed run recorded with its reason and no model, no l
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from datetime import date
@@ -118,7 +119,8 @@ def test_the_flow_leaves_a_succeeded_run_with_every_member_and_the_lineage(train
 
     outcome = trained["outcome"]
     assert outcome.archive_built  # no archive yet: the run built it first
-    assert set(outcome.accuracy.columns) == {"n", *load_config(trained["config"]).config.models.zoo, "ensemble"}
+    assert set(outcome.accuracy.columns) == {"n", *load_config(trained["config"]).config.models.zoo, "ensemble",
+                                             "hybrid_ensemble", "window_ensemble"}
     assert list(outcome.accuracy.index)[-1] == "overall" and outcome.accuracy.loc["overall", "n"] > 1000
     runs = open_runs(in_home)
     try:
@@ -132,7 +134,7 @@ def test_the_flow_leaves_a_succeeded_run_with_every_member_and_the_lineage(train
     assert run.flow_run_id and run.peak_memory_mb > 0 and run.training_rows == outcome.training_rows
     assert {m.member for m in models} == {*outcome.fit_seconds, "ensemble"}
     assert all(len(m.sha256) == 64 and Path(m.path).exists() for m in models)
-    assert set(metrics["member"]) == {*outcome.fit_seconds, "ensemble"}
+    assert set(metrics["member"]) == {*outcome.fit_seconds, "ensemble", "hybrid_ensemble", "window_ensemble"}
     assert {"crash", "overall"} <= set(metrics["regime"])
     # the window, every archive event and their regimes are in the hybrid set
     assert "window" in outcome.provenance.index and "archive · 2008 financial crisis" in outcome.provenance.index
@@ -194,7 +196,8 @@ def test_models_read_back_predict_identically_and_a_tampered_file_is_refused(
     frame = pd.concat([s.features for s in rows.values() if len(s)])
     np.testing.assert_array_equal(ensemble.predict_proba(frame), again.predict_proba(frame))  # bit for bit
     # models receive the feature columns by name, never the forward return or the label
-    for name, member in ensemble.members.items():
+    members = {**ensemble.hybrid.members, **{f"window {n}": m for n, m in ensemble.calm.members.items()}}
+    for name, member in members.items():
         names = list(getattr(member, "feature_names_in_", []))
         assert names == list(FEATURE_NAMES), name
         assert "forward_return" not in names and "label" not in names
@@ -206,6 +209,69 @@ def test_models_read_back_predict_identically_and_a_tampered_file_is_refused(
             runs.load(trained["outcome"].run_id, "lightgbm")
     finally:
         runs.store.dispose()
+
+
+def test_calm_rows_are_served_by_a_zoo_fitted_on_the_window_alone(trained: dict, in_home: Settings) -> None:
+    """With ``ensemble_window_zoo_below_vix`` (25 by default) a run fits the zoo twice, on the
+    hybrid set and on the window alone (its baseline's set, purged against the same validation
+    rows), and serves rows with a VIX below 25 by the window zoo: the recorded model is the pair,
+    its validation figures are the pair's, and the record names the window zoo's set."""
+    from flows.cli import app
+    from flows.training import open_runs, prepare, refresh_market_data
+    from models.zoo import CalmGatedEnsemble, positive_class_proba
+
+    outcome = trained["outcome"]
+    loaded = load_config(trained["config"])
+    runs = open_runs(in_home)
+    try:
+        served = runs.load(outcome.run_id)
+        details = json.loads(runs.get(outcome.run_id).details)
+        metrics = runs.metrics(outcome.run_id)
+    finally:
+        runs.store.dispose()
+    assert isinstance(served, CalmGatedEnsemble) and served.gate.rule == outcome.calm_gate == "vix_level < 25"
+    assert dict(served.calm.weights) == outcome.window_weights == details["window_zoo"]["weights"]
+    assert dict(served.hybrid.weights) == outcome.ensemble_weights
+    assert set(served.calm.members) == set(served.hybrid.members) == set(loaded.config.models.zoo)
+
+    data = refresh_market_data(loaded, in_home, MarketSelection(), AS_OF)
+    window_only = prepare(loaded, in_home, data, loaded.config.models.training.baseline(), replay=None)
+    zoo = details["window_zoo"]
+    assert zoo["training_set_hash"] == window_only.training_set.content_hash  # the window alone, purged
+    assert set(window_only.training_set.samples.rows["provenance"].astype(str)) == {"window"}
+    assert zoo["training_rows"] == len(window_only.training_set.samples) < outcome.training_rows
+
+    rows = pd.concat([s.features for s in window_only.validation.values() if len(s)])
+    calm = (rows["vix_level"] < 25).to_numpy()
+    assert 0 < calm.sum() < len(rows) and zoo["calm_validation_rows"] == calm.sum()
+    proba = positive_class_proba(served, rows)
+    # each zoo predicts its own rows alone, so a matrix product may round the last bit otherwise
+    np.testing.assert_allclose(proba[calm], positive_class_proba(served.calm, rows)[calm], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(proba[~calm], positive_class_proba(served.hybrid, rows)[~calm], rtol=0, atol=1e-12)
+    assert not np.array_equal(proba, positive_class_proba(served.hybrid, rows))  # the window zoo did serve
+    y = pd.concat([s.target for s in window_only.validation.values() if len(s)]).to_numpy()
+    overall = metrics.set_index(["member", "regime"]).loc[("ensemble", "overall"), "accuracy"]
+    assert overall == pytest.approx(np.mean((proba > 0.5) == (y == 1)), abs=1e-12)  # the pair's figures
+
+    shown = CliRunner().invoke(app, ["runs", "show", outcome.run_id])
+    text = " ".join(shown.output.split())
+    assert shown.exit_code == 0 and "calm rows (vix_level < 25): served by the zoo fitted on the window alone" in text
+    assert zoo["training_set_hash"][:16] in text and "window_en" in text  # the column, cut to fit 160 characters
+
+
+def test_a_window_zoo_is_fitted_only_where_it_differs_from_the_served_one(tmp_path: Path) -> None:
+    from flows.training import window_zoo_gate
+    from models.zoo import CalmGate
+
+    config = load_config(small_config(tmp_path / "c.yaml")).config
+    training = config.models.training
+    assert window_zoo_gate(config, training) == CalmGate("vix_level", 25.0)
+    assert window_zoo_gate(config, training.model_copy(update={"replay": False})) == CalmGate("vix_level", 25.0)
+    assert window_zoo_gate(config, training.baseline()) is None  # its one zoo is the window's
+    off = load_config(small_config(tmp_path / "off.yaml", validation={"ensemble_window_zoo_below_vix": None}))
+    assert window_zoo_gate(off.config, training) is None
+    with pytest.raises(ConfigError, match="ensemble_window_zoo_below_vix"):
+        load_config(small_config(tmp_path / "bad.yaml", validation={"ensemble_window_zoo_below_vix": -5}))
 
 
 def test_a_run_failing_midway_is_recorded_failed_and_leaves_no_model(tmp_path: Path, harness: None) -> None:
@@ -437,6 +503,7 @@ def test_the_report_renders_in_a_real_browser_with_every_section_and_image(train
     for key, _ in SECTIONS:
         assert f'id="{key}"' in dom, key
     assert 'data-images="4"' in dom and 'data-images-loaded="yes"' in dom
+    assert "window zoo's training set" in dom and "window_ensemble" in dom  # who served the calm rows
     kept = Path(__file__).resolve().parents[2] / "build" / "test-artifacts" / "training-report.png"
     kept.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([*flags, f"--screenshot={kept}", "--window-size=1200,5200", report.as_uri()],

@@ -28,6 +28,8 @@ from memory.runs import (
 )
 from models.zoo import (
     TRUSTED_TYPE_PREFIXES,
+    CalmGate,
+    CalmGatedEnsemble,
     SoftVotingEnsemble,
     StormGate,
     build_estimator,
@@ -66,6 +68,19 @@ def test_the_ensemble_reads_back_predicting_the_same_bits(ensemble, tmp_path: Pa
     assert again.weights == model.weights and again.feature_names == model.feature_names
     assert again.storm_weights == model.storm_weights and again.storm_gate == model.storm_gate
     assert again.storm_rows(X).sum() == (X["f1"] > 0.5).sum() > 0  # the gate came back and still gates
+
+
+def test_the_calm_gated_pair_reads_back_predicting_the_same_bits(ensemble, tmp_path: Path) -> None:
+    """The served model of a retrain with a window zoo: two ensembles and a gate in one file."""
+    model, X = ensemble
+    calm = SoftVotingEnsemble(members={"lightgbm": model.members["lightgbm"]}, weights={"lightgbm": 1.0},
+                              feature_names=model.feature_names)
+    pair = CalmGatedEnsemble(hybrid=model, calm=calm, gate=CalmGate(column="f2", below=0.0))
+    path = tmp_path / f"ensemble{MODEL_SUFFIX}"
+    again = load_model(path, save_model(pair, path), TRUSTED_TYPE_PREFIXES)
+    assert isinstance(again, CalmGatedEnsemble) and again.gate == pair.gate
+    np.testing.assert_array_equal(again.predict_proba(X), pair.predict_proba(X))
+    assert 0 < again.calm_rows(X).sum() < len(X)
 
 
 def test_the_archive_holds_no_pickle_and_keeps_the_boosters_in_their_own_formats(ensemble, tmp_path) -> None:

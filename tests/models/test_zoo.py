@@ -11,6 +11,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from flows.config import ConfigError, parse_config
 from models.config import ModelsConfig
 from models.zoo import (
+    CalmGate,
+    CalmGatedEnsemble,
     SoftVotingEnsemble,
     StormGate,
     ZooConfigError,
@@ -195,6 +197,33 @@ def test_storm_rows_are_served_with_the_storm_weights(data) -> None:
     with pytest.raises(ValueError, match="storm weights must sum to 1"):
         SoftVotingEnsemble(members, {"logistic_regression": 0.25, "lightgbm": 0.75}, tuple(X.columns),
                            storm_weights={"logistic_regression": 1.0, "lightgbm": 0.5}, storm_gate=gate)
+
+
+def test_calm_rows_are_served_by_the_calm_zoo_and_every_other_row_by_the_hybrid_one(data) -> None:
+    """Rows with the gate's column below its threshold get the calm ensemble's probability, every
+    other row (a storm, a missing VIX) the hybrid one's, row by row: the pair is the two zoos'
+    predictions recombined, whatever other rows share the frame."""
+    X, y = data
+    zoo = ModelsConfig().zoo
+    hybrid = {n: small(zoo[n]).build().fit(X, y) for n in ("logistic_regression", "lightgbm")}  # type: ignore[index]
+    calm = {"lightgbm": small(zoo["lightgbm"]).build().fit(X, 1 - y)}  # a different model: the opposite call
+    columns = tuple(X.columns)
+    pair = CalmGatedEnsemble(
+        hybrid=SoftVotingEnsemble(hybrid, {"logistic_regression": 0.5, "lightgbm": 0.5}, columns),
+        calm=SoftVotingEnsemble(calm, {"lightgbm": 1.0}, columns), gate=CalmGate(column="vix_level", below=0.0))
+    frame = X.copy()
+    frame.loc[frame.index[:5], "vix_level"] = np.nan  # no VIX: not calm
+    below = (frame["vix_level"] < 0.0).to_numpy()
+    assert 0 < below.sum() < len(frame)
+    expected = np.where(below, pair.calm.predict_proba(frame)[:, 1], pair.hybrid.predict_proba(frame)[:, 1])
+    np.testing.assert_array_equal(pair.predict_proba(frame)[:, 1], expected)
+    np.testing.assert_array_equal(pair.calm_rows(frame), below)
+    assert not pair.calm_rows(frame)[:5].any() and pair.gate.rule == "vix_level < 0"
+    alone = frame.iloc[[int(np.argmax(below))]]  # one calm row by itself: the same probability
+    assert pair.predict_proba(alone)[0, 1] == expected[int(np.argmax(below))]
+    np.testing.assert_array_equal(pair.predict(frame), (expected > 0.5).astype(int))
+    with pytest.raises(KeyError, match="calm gate reads the feature 'vix_level'"):
+        pair.predict_proba(frame.drop(columns="vix_level"))
 
 
 def _our_estimators():
