@@ -499,6 +499,13 @@ def regime_mean_skill(
             for name, losses in log_loss.items()}
 
 
+def _gate_values(X: pd.DataFrame, column: str, gate: str) -> np.ndarray:
+    """The column a row-wise gate reads, as floats (NaN where it is missing or not a number)."""
+    if column not in X.columns:
+        raise KeyError(f"the {gate} gate reads the feature {column!r}, which the frame lacks")
+    return pd.to_numeric(X[column], errors="coerce").to_numpy(dtype=float)
+
+
 @dataclass(frozen=True)
 class StormGate:
     """Which rows the ensemble serves with its storm weights: those whose ``column`` (the VIX
@@ -510,11 +517,7 @@ class StormGate:
     above: float = 35.0
 
     def mask(self, X: pd.DataFrame) -> np.ndarray:
-        if self.column not in X.columns:
-            raise KeyError(f"the storm gate reads the feature {self.column!r}, which the frame lacks")
-        values = pd.to_numeric(X[self.column], errors="coerce").to_numpy(dtype=float)
-        with np.errstate(invalid="ignore"):
-            return np.nan_to_num(values, nan=-np.inf) > self.above
+        return np.nan_to_num(_gate_values(X, self.column, "storm"), nan=-np.inf) > self.above
 
 
 def _check_weights(members: Mapping[str, Any], weights: Mapping[str, float], what: str) -> None:
@@ -599,11 +602,7 @@ class CalmGate:
     below: float = 25.0
 
     def mask(self, X: pd.DataFrame) -> np.ndarray:
-        if self.column not in X.columns:
-            raise KeyError(f"the calm gate reads the feature {self.column!r}, which the frame lacks")
-        values = pd.to_numeric(X[self.column], errors="coerce").to_numpy(dtype=float)
-        with np.errstate(invalid="ignore"):
-            return np.nan_to_num(values, nan=np.inf) < self.below
+        return np.nan_to_num(_gate_values(X, self.column, "calm"), nan=np.inf) < self.below
 
     @property
     def rule(self) -> str:

@@ -74,14 +74,19 @@ def test_dask_on_a_local_cluster_trains_the_same_models_as_threads_in_process(
     assert set(on_dask.fit_seconds) == set(MEMBERS)
     pd.testing.assert_frame_equal(on_dask.accuracy, in_process.accuracy, check_exact=True)
     assert on_dask.ensemble_weights == in_process.ensemble_weights
+    assert on_dask.window_weights == in_process.window_weights is not None  # the window zoo, on Dask too
     rng = np.random.default_rng(7)
     rows = pd.DataFrame(rng.normal(size=(400, len(FEATURE_NAMES))), columns=list(FEATURE_NAMES))
-    for name in MEMBERS:
-        np.testing.assert_array_equal(dask_model.members[name].predict_proba(rows),
-                                      threads_model.members[name].predict_proba(rows), err_msg=name)
+    rows["vix_level"] = rng.uniform(10, 50, size=len(rows))  # both zoos serve some of these rows
+    for zoo in ("hybrid", "calm"):
+        for name in MEMBERS:
+            np.testing.assert_array_equal(getattr(dask_model, zoo).members[name].predict_proba(rows),
+                                          getattr(threads_model, zoo).members[name].predict_proba(rows),
+                                          err_msg=f"{zoo} {name}")
     np.testing.assert_array_equal(dask_model.predict_proba(rows), threads_model.predict_proba(rows))
     # On Dask the feature chunks were tasks on the cluster too; in process they ran in turn, no task.
-    assert _task_names(on_dask.run_id) >= {"train-lightgbm", "train-logistic_regression", "features-0-4"}
+    assert _task_names(on_dask.run_id) >= {"train-lightgbm", "train-logistic_regression", "features-0-4",
+                                           "train-lightgbm-on-window", "train-logistic_regression-on-window"}
     assert not any(re.fullmatch(r"features-\d+-\d+", name) for name in _task_names(in_process.run_id))
 
 
