@@ -43,6 +43,10 @@ def main() -> list[str]:
     print("  member fit times (two members at once), ratio to LightGBM's fit in this run:")
     for name, seconds in sorted(outcome.fit_seconds.items(), key=lambda kv: -kv[1]):
         print(f"    {name:<20} {seconds:6.1f} s  {seconds / baseline:5.1f}x")
+    if outcome.window_fit_seconds:  # the second zoo, on the window alone, serving calm rows
+        print(f"  the window zoo ({outcome.calm_gate}), the same members on the window alone: "
+              f"{sum(outcome.window_fit_seconds.values()):.1f} s of fits against "
+              f"{sum(outcome.fit_seconds.values()):.1f} s for the hybrid zoo")
     print("  validation accuracy, ensemble: " + ", ".join(
         f"{r} {a:.3f}" for r, a in outcome.accuracy["ensemble"].items()))
     missed = []

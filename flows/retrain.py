@@ -305,6 +305,7 @@ class RetrainOutcome:
     report: Path | None = None
     member_rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # per member: rows fitted, subsample
     window_weights: dict[str, float] | None = None  # the window zoo's, serving calm rows; None: one zoo
+    window_fit_seconds: dict[str, float] = field(default_factory=dict)  # its members' fits
     calm_gate: str | None = None  # the rule of the rows it serves, e.g. "vix_level < 25"
 
 
@@ -417,6 +418,7 @@ def retrain(
         storm_weights=None if (storm := validation.ensemble.storm_weights) is None else dict(storm),
         storm_gate=steps.storm_rule(validation.ensemble),
         window_weights=None if validation.window is None else dict(validation.window.ensemble.weights),
+        window_fit_seconds={m.name: m.fit_seconds for m in (window_zoo[0] if window_zoo else [])},
         calm_gate=None if validation.calm_gate is None else validation.calm_gate.rule,
         archive_version=prepared.archive_version, archive_built=prepared.archive_built,
         replay_rows=0 if prepared.replay is None else len(prepared.replay), replay_admission=admission,

@@ -233,6 +233,8 @@ def test_calm_rows_are_served_by_a_zoo_fitted_on_the_window_alone(trained: dict,
     assert dict(served.calm.weights) == outcome.window_weights == details["window_zoo"]["weights"]
     assert dict(served.hybrid.weights) == outcome.ensemble_weights
     assert set(served.calm.members) == set(served.hybrid.members) == set(loaded.config.models.zoo)
+    assert set(outcome.window_fit_seconds) == set(loaded.config.models.zoo)
+    assert details["window_zoo"]["fit_seconds"] == pytest.approx(outcome.window_fit_seconds, abs=1e-3)
 
     data = refresh_market_data(loaded, in_home, MarketSelection(), AS_OF)
     window_only = prepare(loaded, in_home, data, loaded.config.models.training.baseline(), replay=None)
