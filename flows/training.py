@@ -475,14 +475,14 @@ def with_calm_rows_by_window(validation: Validation, window: Validation, gate: C
     keep both zoos' ensembles (``hybrid_ensemble``, ``window_ensemble``) beside the pair's."""
     if not validation.rows.features.index.equals(window.rows.features.index):
         raise ValueError("the hybrid and the window zoo were validated on different rows")
-    paired = replace(validation, window=window, calm_gate=gate)
-    proba = positive_class_proba(paired.served, validation.rows.features)
+    # what the pair predicts row by row, from what each zoo's validation already predicted
+    proba = np.where(gate.mask(validation.rows.features), window.ensemble_proba, validation.ensemble_proba)
     y = validation.rows.target.to_numpy()
     members = {name: table for name, table in validation.metrics.items() if name != "ensemble"}
     metrics = {**members, "hybrid_ensemble": validation.metrics["ensemble"],
                "window_ensemble": window.metrics["ensemble"],
                "ensemble": regime_metrics(y, proba, validation.rows.rows["regime"].astype(str).to_numpy())}
-    return replace(paired, metrics=metrics, ensemble_proba=proba)
+    return replace(validation, window=window, calm_gate=gate, metrics=metrics, ensemble_proba=proba)
 
 
 def storm_rule(ensemble: SoftVotingEnsemble) -> str | None:
