@@ -75,11 +75,13 @@ from flows.config import LoadedConfig, Settings, StormwatchConfig, load_config
 from flows.data import open_store
 from flows.training import (
     ArchiveSamples,
+    CalmRowsCheck,
     FittedMember,
     MarketData,
     PreparedRun,
     Validation,
     archive_samples,
+    check_calm_rows,
     ensemble_weighting,
     fit_member,
     label_regimes,
@@ -89,6 +91,7 @@ from flows.training import (
     validate,
     window_samples,
     window_zoo_gate,
+    with_calm_rows_by_window,
     with_regimes,
 )
 from market.config import LiveStorm, SimulatorSettings
@@ -354,20 +357,28 @@ def served_predictions(fitted: list[FittedMember], prepared: PreparedRun, weight
                        gate: CalmGate | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """The served model of ``fitted`` weighted as ``weighting`` says (``validate``'s keywords;
     ``None``: every member alike), with the rows ``gate`` calls calm served by ``window`` (the
-    window zoo's validation) when both are given, as a retrain serves them: its probabilities on
-    ``features`` and the weights it used, with how many rows each gate took."""
+    window zoo's validation) when both are given and it validates better there, as a retrain
+    serves them: its probabilities on ``features`` and the weights it used, with how many rows
+    each gate took and the calm rows' check."""
+    check: CalmRowsCheck | None = None
     if weighting is None:  # nothing to validate: every member alike
-        ensemble = SoftVotingEnsemble(members={m.name: m.model for m in fitted},
-                                      weights={m.name: 1 / len(fitted) for m in fitted},
-                                      feature_names=prepared.training_set.samples.feature_names)
+        served: SoftVotingEnsemble | CalmGatedEnsemble = SoftVotingEnsemble(
+            members={m.name: m.model for m in fitted}, weights={m.name: 1 / len(fitted) for m in fitted},
+            feature_names=prepared.training_set.samples.feature_names)
         storm_validation_rows = 0
+        if window is not None and gate is not None:  # the same check, on the same validation rows
+            check = check_calm_rows(window, positive_class_proba(served, window.rows.features), gate)
+            served = CalmGatedEnsemble(served, window.ensemble, gate) if check.window_serves else served
     else:
         validation = validate(fitted, prepared, **weighting)
-        ensemble = validation.ensemble
-        storm_validation_rows = int(ensemble.storm_rows(validation.rows.features).sum())
-    served = ensemble if window is None or gate is None else CalmGatedEnsemble(ensemble, window.ensemble, gate)
+        storm_validation_rows = int(validation.ensemble.storm_rows(validation.rows.features).sum())
+        if window is not None and gate is not None:
+            validation = with_calm_rows_by_window(validation, window, gate)
+            check = validation.calm_check
+        served = validation.served
     return positive_class_proba(served, features), {
-        **serving(served, features), "storm_validation_rows": storm_validation_rows}
+        **serving(served, features), "storm_validation_rows": storm_validation_rows,
+        "calm_check": None if check is None else check.to_dict()}
 
 
 def serving(served: SoftVotingEnsemble | CalmGatedEnsemble, features: pd.DataFrame) -> dict[str, Any]:
@@ -907,6 +918,7 @@ def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "", first_see
     fit = pd.DataFrame([r["fit_seconds"] for r in runs]).mean().sort_values(ascending=False)
     print(f"\nmember fit times (mean, s, hybrid sets of ~{np.mean([r['hybrid_training_rows'] for r in runs]):,.0f} "
           "rows): " + ", ".join(f"{k} {v:.1f}" for k, v in fit.items()))
+    print(calm_rows_line(runs))
     print(f"total {wall / 60:.1f} min for {seeds} seed(s)")
     print("\nshort of the 80% goal: " + ("none" if not short else "\n  " + "\n  ".join(short)))
     print("claims: " + ("every acceptance claim of issue 13 holds" if not missed
@@ -919,6 +931,21 @@ def main(seeds: int = 10, *, results: Path = RESULTS, label: str = "", first_see
     (results / "quality-partial-edge.png").unlink(missing_ok=True)
     print(f"wrote {json_path} and {png_path}")
     return missed
+
+
+def calm_rows_line(runs: Sequence[dict[str, Any]]) -> str:
+    """How often the served ensemble's window zoo validated better on the calm validation rows
+    (and so served them), over seeds and test sets, with both zoos' mean log loss there."""
+    served = [w for run in runs for w in run["ensemble_weights"] if w["variant"] == ENSEMBLE]
+    if not any("calm_check" in w for w in served):
+        return "calm rows: which zoo validated better there is not recorded in this run"
+    checks = pd.DataFrame([w["calm_check"] for w in served if w["calm_check"]])
+    if checks.empty:
+        return "calm rows: one zoo serves every row (no window zoo)"
+    return (f"calm rows: the window zoo validated better there, and served them, in {int(checks['window_serves'].sum())} "
+            f"of {len(checks)} training sets (seed x test set); mean validation log loss on "
+            f"{checks['rows'].mean():,.0f} calm rows: window zoo {checks['window_log_loss'].mean():.4f}, "
+            f"hybrid zoo {checks['hybrid_log_loss'].mean():.4f}")
 
 
 def resummarise(path: Path) -> list[str]:
@@ -934,6 +961,7 @@ def resummarise(path: Path) -> list[str]:
     print(summary_table(table))
     print(f"\n{WEIGHTING_TITLE}")
     print(weighting_table(table))
+    print(calm_rows_line(payload["per_seed"]))
     print("\nshort of the 80% goal: " + ("none" if not short else "\n  " + "\n  ".join(short)))
     print("claims: " + ("every acceptance claim of issue 13 holds" if not missed
                         else "NOT MET:\n  " + "\n  ".join(missed)))

@@ -14,13 +14,16 @@ import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from market.figures import new_figure, save_png
 from market.vocabulary import REGIMES
+
+if TYPE_CHECKING:  # the report reads the training steps' results; it does not run them
+    from flows.training import CalmRowsCheck
 
 #: The report's sections, in order (their ids are the anchors of the page).
 SECTIONS: tuple[tuple[str, str], ...] = (
@@ -138,10 +141,7 @@ def write_report(
     section("metrics", _image(accuracy_png, "accuracy per regime")
             + "<p>Accuracy per regime of every member, the ensemble (the challenger) and the serving "
             "champion, on the same validation rows."
-            + ("" if outcome.calm_gate is None else
-               f" The challenger serves rows with {html.escape(outcome.calm_gate)} by the zoo fitted on the "
-               "window alone (<code>window_ensemble</code>), the others by the zoo fitted on the hybrid set "
-               "(<code>hybrid_ensemble</code>).") + "</p>" + _table(metrics))
+            + _calm_rows_sentence(outcome.calm_check) + "</p>" + _table(metrics))
     verdict = ("promoted" if gate.promoted else "not promoted") + (
         " (first model, against the floors)" if gate.decision.first_model
         else f" against champion {html.escape(str(gate.champion_before))}")
@@ -179,6 +179,21 @@ def write_report(
     temporary.write_text(page, encoding="utf-8")
     temporary.replace(path)
     return Report(path=path, images=tuple(p for p in images if p is not None))
+
+
+def _calm_rows_sentence(check: CalmRowsCheck | None) -> str:
+    """Who served the calm rows, and why, for the metrics section."""
+    if check is None:
+        return ""
+    evidence = (f" (validation log loss on its {check.rows:,} calm rows: {check.window_log_loss:.4f} against "
+                f"the hybrid zoo's {check.hybrid_log_loss:.4f})") if check.rows else ""
+    if check.window_serves:
+        return (f" The challenger serves rows with {html.escape(check.rule)} by the zoo fitted on the "
+                f"window alone (<code>window_ensemble</code>){evidence}, the others by the zoo fitted on the "
+                "hybrid set (<code>hybrid_ensemble</code>).")
+    return (" The zoo fitted on the window alone (<code>window_ensemble</code>) did not validate better on "
+            f"rows with {html.escape(check.rule)}{evidence}, so the challenger is the zoo fitted on the "
+            "hybrid set (<code>hybrid_ensemble</code>) on every row.")
 
 
 __all__ = ["SECTIONS", "Report", "plot_equity", "plot_regime_accuracy", "write_report"]

@@ -304,9 +304,10 @@ class RetrainOutcome:
     backtest: pd.DataFrame | None = None  # the signal backtest's summary, overall and per regime
     report: Path | None = None
     member_rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # per member: rows fitted, subsample
-    window_weights: dict[str, float] | None = None  # the window zoo's, serving calm rows; None: one zoo
+    window_weights: dict[str, float] | None = None  # the window zoo's; None: one zoo
     window_fit_seconds: dict[str, float] = field(default_factory=dict)  # its members' fits
-    calm_gate: str | None = None  # the rule of the rows it serves, e.g. "vix_level < 25"
+    calm_gate: str | None = None  # the rule of the rows it serves, e.g. "vix_level < 25"; None: none
+    calm_check: steps.CalmRowsCheck | None = None  # both zoos on the calm validation rows
 
 
 def _table_artifact(accuracy: pd.DataFrame, run_id: str) -> None:
@@ -420,6 +421,7 @@ def retrain(
         window_weights=None if validation.window is None else dict(validation.window.ensemble.weights),
         window_fit_seconds={m.name: m.fit_seconds for m in (window_zoo[0] if window_zoo else [])},
         calm_gate=None if validation.calm_gate is None else validation.calm_gate.rule,
+        calm_check=validation.calm_check,
         archive_version=prepared.archive_version, archive_built=prepared.archive_built,
         replay_rows=0 if prepared.replay is None else len(prepared.replay), replay_admission=admission,
         gate=gate, explanation=explanation,
@@ -455,8 +457,10 @@ def _summary_markdown(run_id: str, prepared: steps.PreparedRun, validation: step
     columns = {"ensemble weight": dict(ensemble.weights)}
     if (storm := steps.storm_rule(ensemble)) is not None:
         columns[f"in storms ({storm})"] = dict(ensemble.storm_weights or {})
-    if validation.window is not None and validation.calm_gate is not None:
-        columns[f"window zoo, {validation.calm_gate.rule}"] = dict(validation.window.ensemble.weights)
+    if validation.window is not None and validation.calm_check is not None:
+        check = validation.calm_check
+        columns[f"window zoo, {check.rule}{'' if check.window_serves else ': not served'}"] = dict(
+            validation.window.ensemble.weights)
     cells = {name: [f"{c.get(name, 0.0):.3f}" for c in columns.values()] for name in ensemble.weights}
     weights = "\n".join("| " + " | ".join([name, *values]) + " |" for name, values in cells.items())
     header = "| member | " + " | ".join(columns) + " |\n|---" + "|---" * len(columns) + "|"
@@ -466,8 +470,9 @@ def _summary_markdown(run_id: str, prepared: steps.PreparedRun, validation: step
         f"{len(prepared.data.symbols)} symbols\n"
         f"- archive `{prepared.archive_version}`, replay rows {replay_rows}\n"
         f"- training set `{ts.content_hash[:16]}`: {len(ts.samples):,} rows, "
-        f"effective {ts.effective_rows:,.0f}\n\n"
-        f"{header}\n{weights}\n"
+        f"effective {ts.effective_rows:,.0f}\n"
+        + ("" if validation.calm_check is None else f"- {validation.calm_check.describe()}\n")
+        + f"\n{header}\n{weights}\n"
     )
 
 

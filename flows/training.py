@@ -32,6 +32,7 @@ from uuid import uuid4
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import log_loss
 
 from flows.archive import build_archive, open_archive, with_discoveries
 from flows.chunks import chunk_mapper
@@ -427,8 +428,9 @@ def fit_member(name: str, spec: MemberSpec, training_set: TrainingSet,
 class Validation:
     """Per-regime metrics of every member and of the ensemble on the five validation sets.
 
-    ``ensemble`` is the zoo's soft vote; ``window`` (with ``calm_gate``), when calm rows are
-    served by the zoo fitted on the window alone, is that zoo's own validation. ``served`` is
+    ``ensemble`` is the zoo's soft vote; ``window``, when a run also fits the zoo on the window
+    alone, is that zoo's own validation, and ``calm_check`` says whether it validated better on
+    the calm rows; ``calm_gate`` is set only when it did, and it then serves them. ``served`` is
     the model a run records and the gate judges, and ``ensemble_proba`` and ``metrics["ensemble"]``
     are its."""
 
@@ -439,6 +441,7 @@ class Validation:
     reference_log_loss: float
     window: Validation | None = None
     calm_gate: CalmGate | None = None
+    calm_check: CalmRowsCheck | None = None
 
     @property
     def served(self) -> SoftVotingEnsemble | CalmGatedEnsemble:
@@ -469,20 +472,68 @@ def window_zoo_gate(config: StormwatchConfig, training: TrainingConfig) -> CalmG
     return CalmGate(below=below)
 
 
+@dataclass(frozen=True)
+class CalmRowsCheck:
+    """The two zoos' validation log loss on the rows a gate calls calm. The window zoo serves
+    them only where it is the lower: on a small universe or a short window it can be worse than
+    a coin there, and a rule that serves it anyway would serve that."""
+
+    rule: str  # the gate's, e.g. "vix_level < 25"
+    rows: int  # validation rows the gate calls calm
+    window_log_loss: float  # nan without such rows
+    hybrid_log_loss: float
+
+    @property
+    def window_serves(self) -> bool:
+        return self.rows > 0 and self.window_log_loss < self.hybrid_log_loss
+
+    def describe(self) -> str:
+        """One line for people: who serves the calm rows, and on what evidence."""
+        if not self.rows:
+            return f"calm rows ({self.rule}): none among the validation rows, so the hybrid zoo serves them"
+        who = "the zoo fitted on the window alone" if self.window_serves else "the hybrid zoo"
+        return (f"calm rows ({self.rule}): served by {who}; validation log loss on {self.rows:,} such rows: "
+                f"window zoo {self.window_log_loss:.4f}, hybrid zoo {self.hybrid_log_loss:.4f}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """For JSON: without calm rows the losses are ``None`` (JSON has no NaN)."""
+        return {"rule": self.rule, "rows": self.rows, "window_serves": self.window_serves,
+                "window_log_loss": self.window_log_loss if self.rows else None,
+                "hybrid_log_loss": self.hybrid_log_loss if self.rows else None}
+
+
+def check_calm_rows(window: Validation, hybrid_proba: np.ndarray, gate: CalmGate) -> CalmRowsCheck:
+    """Compare the window zoo (``window``, its validation) with the hybrid zoo (``hybrid_proba``,
+    its probabilities on the same validation rows) on the rows ``gate`` calls calm."""
+    calm = gate.mask(window.rows.features)
+    y = window.rows.target.to_numpy()[calm]
+
+    def loss(p: np.ndarray) -> float:
+        return float(log_loss(y, p[calm], labels=[0, 1])) if calm.any() else float("nan")
+
+    return CalmRowsCheck(rule=gate.rule, rows=int(calm.sum()), window_log_loss=loss(window.ensemble_proba),
+                         hybrid_log_loss=loss(np.asarray(hybrid_proba)))
+
+
 def with_calm_rows_by_window(validation: Validation, window: Validation, gate: CalmGate) -> Validation:
-    """``validation`` (the hybrid zoo's) serving the rows ``gate`` calls calm by ``window`` (the
-    window zoo's, validated on the same rows): the served model is the pair, and the metrics
-    keep both zoos' ensembles (``hybrid_ensemble``, ``window_ensemble``) beside the pair's."""
+    """``validation`` (the hybrid zoo's) with ``window`` (the window zoo's, validated on the same
+    rows) serving the rows ``gate`` calls calm, where :func:`check_calm_rows` finds it the better
+    of the two there: the served model is then the pair, else the hybrid zoo alone. The metrics
+    keep both zoos' ensembles (``hybrid_ensemble``, ``window_ensemble``) beside the served one's."""
     if not validation.rows.features.index.equals(window.rows.features.index):
         raise ValueError("the hybrid and the window zoo were validated on different rows")
+    check = check_calm_rows(window, validation.ensemble_proba, gate)
+    members = {name: table for name, table in validation.metrics.items() if name != "ensemble"}
+    metrics = {**members, "hybrid_ensemble": validation.metrics["ensemble"],
+               "window_ensemble": window.metrics["ensemble"], "ensemble": validation.metrics["ensemble"]}
+    if not check.window_serves:
+        return replace(validation, window=window, calm_check=check, metrics=metrics)
     # what the pair predicts row by row, from what each zoo's validation already predicted
     proba = np.where(gate.mask(validation.rows.features), window.ensemble_proba, validation.ensemble_proba)
     y = validation.rows.target.to_numpy()
-    members = {name: table for name, table in validation.metrics.items() if name != "ensemble"}
-    metrics = {**members, "hybrid_ensemble": validation.metrics["ensemble"],
-               "window_ensemble": window.metrics["ensemble"],
-               "ensemble": regime_metrics(y, proba, validation.rows.rows["regime"].astype(str).to_numpy())}
-    return replace(validation, window=window, calm_gate=gate, metrics=metrics, ensemble_proba=proba)
+    metrics["ensemble"] = regime_metrics(y, proba, validation.rows.rows["regime"].astype(str).to_numpy())
+    return replace(validation, window=window, calm_gate=gate, calm_check=check, metrics=metrics,
+                   ensemble_proba=proba)
 
 
 def storm_rule(ensemble: SoftVotingEnsemble) -> str | None:
@@ -655,8 +706,8 @@ def record_success(
     worst validation errors to the replay buffer. Returns what the buffer did.
 
     The window zoo's members (``window``: its members and its prepared set) are kept inside the
-    served model's file, not as files of their own; the run's details say how they were weighted,
-    fitted and on which set."""
+    served model's file when they serve calm rows, never as files of their own; the run's details
+    say whether they serve and why, how they were weighted, fitted and on which set."""
     config = loaded.config
     files = [ModelFile(member=m.name, model=m.model, fit_seconds=m.fit_seconds,
                        ensemble_weight=validation.ensemble.weights[m.name],
@@ -671,7 +722,7 @@ def record_success(
         storm, storm_weights = storm_rule(validation.ensemble), validation.ensemble.storm_weights
         if storm is not None:  # the weights that rows in storms are served with
             details["storm_weights"] = {"rule": storm, "weights": dict(storm_weights or {})}
-        if window is not None and validation.window is not None:  # who serves calm rows, fitted on what
+        if window is not None and validation.window is not None:  # who serves calm rows, on what evidence
             details["window_zoo"] = window_zoo_details(validation, window_members, window[1].training_set)
         runs.succeed(run_id, files, validation.metrics, seconds=seconds, peak_memory_mb=peak_memory_mb(),
                      details=json.dumps(details, default=str))
@@ -690,14 +741,16 @@ def record_success(
 
 def window_zoo_details(validation: Validation, window_members: Sequence[FittedMember],
                        training_set: TrainingSet) -> dict[str, Any]:
-    """What the run record keeps of the window zoo: the rule, its weights, its set, fits and rows."""
-    window = validation.window
-    assert window is not None and validation.calm_gate is not None
-    return {"rule": validation.calm_gate.rule, "weights": dict(window.ensemble.weights),
+    """What the run record keeps of the window zoo: the rule, whether it serves (both zoos' log
+    loss on the calm validation rows), its weights, its set, fits and rows."""
+    window, check = validation.window, validation.calm_check
+    assert window is not None and check is not None
+    return {"rule": check.rule, "served": check.window_serves, "weights": dict(window.ensemble.weights),
             "training_rows": len(training_set.samples), "training_set_hash": training_set.content_hash,
             "fit_seconds": {m.name: round(m.fit_seconds, 3) for m in window_members},
             "member_rows": {m.name: m.rows for m in window_members},
-            "calm_validation_rows": int(validation.calm_gate.mask(validation.rows.features).sum())}
+            "calm_validation_rows": check.rows, "window_log_loss": check.to_dict()["window_log_loss"],
+            "hybrid_log_loss": check.to_dict()["hybrid_log_loss"]}
 
 
 def record_failure(settings: Settings, run_id: str, exc: BaseException) -> None:

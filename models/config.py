@@ -85,8 +85,10 @@ class ValidationConfig(_Section):
     ensemble_storm_vix_above: float | None = Field(30.0, gt=0)
     #: Rows with a VIX below this are served by a second zoo, fitted on the rolling window alone
     #: (``models.zoo.CalmGatedEnsemble``): the hybrid set's members pay for storms with accuracy in
-    #: calm markets. 25 is the labeler's high-volatility threshold. ``None``: one zoo serves every
-    #: row (a retrain fits half the rows fewer).
+    #: calm markets. 25 is the labeler's high-volatility threshold. A run serves them so only where
+    #: the window zoo's validation log loss on such rows is below the hybrid zoo's
+    #: (``flows.training.check_calm_rows``). ``None``: one zoo serves every row (a retrain fits half
+    #: the rows fewer).
     ensemble_window_zoo_below_vix: float | None = Field(25.0, gt=0)
 
 

@@ -31,7 +31,8 @@ that keep them missing, and the MLP, logistic regression and SVM through
 :class:`SoftVotingEnsemble`, whose member weights come from purged validation log loss: skill
 averaged over the regime sets (:func:`regime_mean_skill`) or on all rows (:func:`ensemble_weights`);
 with ``models.validation.ensemble_window_zoo_below_vix`` set, rows of a calm market are served by
-a second zoo fitted on the rolling window alone (:class:`CalmGatedEnsemble`).
+a second zoo fitted on the rolling window alone (:class:`CalmGatedEnsemble`), where it validates
+better there.
 """
 
 from __future__ import annotations

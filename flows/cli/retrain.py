@@ -116,10 +116,9 @@ def retrain(
     if outcome.storm_weights is not None:
         storm = ", ".join(f"{name} {w:.2f}" for name, w in outcome.storm_weights.items() if w > 0)
         console.print(f"in storms ({outcome.storm_gate}): {storm or 'equal'}")
-    if outcome.window_weights is not None:
+    if outcome.calm_check is not None and outcome.window_weights is not None:
         calm = ", ".join(f"{name} {w:.2f}" for name, w in outcome.window_weights.items() if w > 0)
-        console.print(f"calm rows ({outcome.calm_gate}): the zoo fitted on the window alone, "
-                      f"weights {calm or 'equal'}")
+        console.print(f"{outcome.calm_check.describe()}; the window zoo's weights {calm or 'equal'}")
     console.print(f"fit: {fits}")
     subsampled = {name: rows for name, rows in outcome.member_rows.items() if rows.get("subsampled")}
     if subsampled:

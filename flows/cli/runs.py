@@ -102,8 +102,13 @@ def runs_show(
     if details.get("window_zoo"):
         zoo = details["window_zoo"]
         weights = ", ".join(f"{name} {w:.2f}" for name, w in zoo["weights"].items() if w > 0) or "equal"
-        console.print(f"  calm rows ({zoo['rule']}): served by the zoo fitted on the window alone, "
-                      f"{zoo['training_rows']:,} rows, sha256 {zoo['training_set_hash'][:16]}; "
+        who = ("the zoo fitted on the window alone" if zoo.get("served", True)
+               else "the hybrid zoo, not by the zoo fitted on the window alone")
+        evidence = ("" if zoo.get("window_log_loss") is None else
+                    f" (validation log loss on {zoo['calm_validation_rows']:,} calm rows: window zoo "
+                    f"{zoo['window_log_loss']:.4f}, hybrid zoo {zoo['hybrid_log_loss']:.4f})")
+        console.print(f"  calm rows ({zoo['rule']}): served by {who}{evidence}; the window zoo: "
+                      f"{zoo['training_rows']:,} rows, sha256 {zoo['training_set_hash'][:16]}, "
                       f"weights {weights}")
     if models:
         table = Table(title="Models")
